@@ -1,0 +1,33 @@
+"""Batches for causal language modeling."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from uer.data.padding import pad
+
+
+class LmCollator:
+    """Pads packed token blocks; ``labels`` are the ids with padding set to -100 (the LM target
+    shifts them by one position).
+
+    ``__call__(rows: dict[str, list], rngs) -> {input_ids (B, S), labels (B, S), attention_mask
+    (B, S) only when some row is padded}``. ``rngs`` is accepted for the common collator interface
+    and unused: causal LM batches are not random.
+
+    Args:
+        pad_id: id written into padded positions (any valid id: they are masked and ignored).
+    """
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: dict[str, list], rngs: list[np.random.Generator]) -> dict[str, torch.Tensor]:
+        ids, attention = pad(rows["input_ids"], self.pad_id)
+        labels = ids.copy()
+        batch = {"input_ids": torch.from_numpy(ids)}
+        if attention is not None:
+            labels[attention == 0] = -100
+            batch["attention_mask"] = torch.from_numpy(attention)
+        batch["labels"] = torch.from_numpy(labels)
+        return batch

@@ -1,0 +1,8 @@
+"""Embeddings: ``forward(batch) -> (x: (B, S, D), mask: (B, S) bool | None)``."""
+from uer.embeddings.embedding import Embedding
+from uer.embeddings.patch import PatchEmbedding
+from uer.embeddings.position import PositionEmbedding
+from uer.embeddings.segment import SegmentEmbedding
+from uer.embeddings.word import WordEmbedding
+
+__all__ = ["Embedding", "PatchEmbedding", "PositionEmbedding", "SegmentEmbedding", "WordEmbedding"]

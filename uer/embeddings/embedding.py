@@ -1,0 +1,52 @@
+"""The embedding container: a stack of parts applied in order, then norm, dropout and an optional
+projection (ALBERT's factorized embedding, Lan et al. 2020)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from uer.layers.norms import make_norm
+
+
+class Embedding(nn.Module):
+    """``forward(batch) -> (x: (B, S, D_out), mask: (B, S) bool | None)``.
+
+    Each part is called as ``x = part(batch, x)``: the first part (word or patch embedding) creates
+    ``x`` (B, S, D) and the next ones add to it (position, segment). Parts become submodules under
+    their config names, so the word table of a BERT embedding is ``embedding.word.weight``.
+
+    Args:
+        parts: name -> module, in application order.
+        dim: D, the width of the parts.
+        norm: ``layernorm``/``rmsnorm`` after the sum, or None.
+        norm_eps: epsilon of that norm.
+        dropout: dropout after the norm.
+        project_dim: if set, a linear map D -> project_dim after dropout (the encoder width).
+        mask_field: batch key of the padding mask (1 = real token); when absent from the batch, no
+            position is padding and the mask is None. Parts that change S (patches) must use a
+            batch without that key.
+    """
+
+    def __init__(self, parts: dict[str, nn.Module], dim: int, norm: str | None = "layernorm",
+                 norm_eps: float = 1e-12, dropout: float = 0.1, project_dim: int | None = None,
+                 mask_field: str = "attention_mask"):
+        super().__init__()
+        self.part_names = list(parts)
+        for name, module in parts.items():
+            self.add_module(name, module)
+        self.norm = make_norm(norm, dim, norm_eps) if norm else None
+        self.dropout = nn.Dropout(dropout)
+        self.project = nn.Linear(dim, project_dim) if project_dim else None
+        self.mask_field = mask_field
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = None
+        for name in self.part_names:
+            x = getattr(self, name)(batch, x)
+        if self.norm is not None:
+            x = self.norm(x)
+        x = self.dropout(x)
+        if self.project is not None:
+            x = self.project(x)
+        mask = batch.get(self.mask_field)
+        return x, (None if mask is None else mask.bool())

@@ -1,0 +1,52 @@
+"""Patch embedding of the Vision Transformer (Dosovitskiy et al. 2021)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PatchEmbedding(nn.Module):
+    """Cuts ``pixel_values`` (B, C, H, W) into non-overlapping P×P patches, projects each to D,
+    prepends a learned [CLS] vector and adds learned position vectors: -> (B, 1 + (H/P)·(W/P), D).
+
+    The position table belongs here, not to a separate part, because its length is fixed by the
+    image and patch sizes (as in the reference ViT and Hugging Face's ``ViTEmbeddings``).
+
+    Args:
+        image_size: H = W of the input images.
+        patch_size: P.
+        channels: C.
+        dim: D.
+        cls_token: prepend the classification token.
+        position: add learned position embeddings.
+
+    Raises:
+        ValueError: ``image_size`` is not a multiple of ``patch_size``; (in forward) the input image
+            has another size.
+    """
+
+    def __init__(self, image_size: int, patch_size: int, channels: int, dim: int, cls_token: bool = True,
+                 position: bool = True):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        self.image_size = image_size
+        self.num_patches = (image_size // patch_size) ** 2
+        self.proj = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
+        if self.cls is not None:
+            nn.init.normal_(self.cls, std=0.02)
+        n = self.num_patches + (1 if cls_token else 0)
+        self.position = nn.Parameter(torch.empty(1, n, dim)) if position else None
+        if self.position is not None:
+            nn.init.normal_(self.position, std=0.02)
+
+    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor | None = None) -> torch.Tensor:
+        pixels = batch["pixel_values"]
+        if pixels.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"pixel_values are {tuple(pixels.shape[-2:])}, the patch embedding expects "
+                             f"{self.image_size}x{self.image_size}")
+        x = self.proj(pixels.to(self.proj.weight.dtype)).flatten(2).transpose(1, 2)  # (B, P, D)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+        return x if self.position is None else x + self.position

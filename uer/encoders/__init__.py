@@ -1,0 +1,4 @@
+"""Encoders: ``forward(x: (B, S, D), mask: (B, S) bool | None) -> (B, S, D)``."""
+from uer.encoders.transformer import TransformerEncoder
+
+__all__ = ["TransformerEncoder"]

@@ -1,0 +1,1 @@
+"""Building blocks shared by embeddings, encoders, decoders and targets."""

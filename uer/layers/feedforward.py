@@ -1,0 +1,58 @@
+"""Position-wise feed-forward blocks: the dense FFN of Vaswani et al. (2017) and the gated FFN
+(GLU variants, Shazeer 2020) used by T5 v1.1 and LLaMA."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {
+    "gelu": F.gelu,  # exact erf GELU (BERT, ViT)
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # tanh approximation (GPT-2)
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def get_activation(name: str):
+    """Return the activation function called ``name`` (one of :data:`ACTIVATIONS`).
+
+    Raises:
+        ValueError: unknown name.
+    """
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+
+
+class FeedForward(nn.Module):
+    """``W2 · act(W1 · x)`` or, when ``gated``, ``W2 · (act(Wg · x) * W1 · x)``.
+
+    Shapes: (B, S, D) -> (B, S, D) with an inner width ``ffn_dim``.
+
+    Args:
+        dim: model width D.
+        ffn_dim: inner width.
+        activation: a name from :data:`ACTIVATIONS`.
+        dropout: dropout probability on the output.
+        bias: whether the linear maps have biases.
+        gated: use a gated linear unit (GEGLU / SwiGLU by ``activation``).
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, activation: str = "gelu", dropout: float = 0.0,
+                 bias: bool = True, gated: bool = False):
+        super().__init__()
+        self.act = get_activation(activation)
+        self.up = nn.Linear(dim, ffn_dim, bias=bias)
+        self.gate = nn.Linear(dim, ffn_dim, bias=bias) if gated else None
+        self.down = nn.Linear(ffn_dim, dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, S, D) -> (B, S, D)."""
+        if self.gate is None:
+            h = self.act(self.up(x))
+        else:
+            h = self.act(self.gate(x)) * self.up(x)
+        return self.dropout(self.down(h))

@@ -1,0 +1,53 @@
+"""Masked language modeling head and loss (Devlin et al. 2019), computed only at masked positions."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from uer.layers.feedforward import get_activation
+from uer.layers.norms import make_norm
+from uer.targets.output import TargetOutput, accuracy
+
+
+class MlmTarget(nn.Module):
+    """Predicts ``labels`` (B, S) at the positions where they are not -100.
+
+    Head: dense D -> head_dim, activation, norm, decoder head_dim -> V (+ bias). ALBERT's factorized
+    head uses head_dim = embedding width. The decoder weight may be tied to the word embedding
+    (``tie_decoder_to: embedding.word.weight``; :class:`uer.models.model.Model` does the tying).
+
+    ``forward(hidden: (B, S, D), batch) -> TargetOutput``; ``logits['mlm']``: (N, V) for the N
+    masked positions in row-major order.
+
+    Args:
+        dim: D.  head_dim: width of the transform (default D).  vocab_size: V.
+        activation, norm, norm_eps: transform options.
+        tie_decoder_to: dotted path of a (V, head_dim) parameter of the model to share, or None.
+        label_field: batch key of the labels.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, head_dim: int | None = None, activation: str = "gelu",
+                 norm: str = "layernorm", norm_eps: float = 1e-12, tie_decoder_to: str | None = None,
+                 label_field: str = "labels"):
+        super().__init__()
+        head_dim = head_dim or dim
+        self.dense = nn.Linear(dim, head_dim)
+        self.act = get_activation(activation)
+        self.norm = make_norm(norm, head_dim, norm_eps)
+        self.decoder = nn.Linear(head_dim, vocab_size)
+        self.tied_weights = {"decoder.weight": tie_decoder_to} if tie_decoder_to else {}
+        self.label_field = label_field
+
+    def num_items(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Number of masked positions in the batch (scalar)."""
+        return (batch[self.label_field] != -100).sum()
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> TargetOutput:
+        labels = batch[self.label_field]
+        selected = labels != -100
+        h = hidden[selected]  # (N, D)
+        y = labels[selected]
+        logits = self.decoder(self.norm(self.act(self.dense(h))))
+        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+        return TargetOutput.single("mlm", loss_sum, selected.sum(), logits, {"acc": accuracy(logits, y)})

@@ -1,0 +1,1 @@
+"""Training: the one Trainer, optimizers and schedules, checkpoints, metrics and FLOPs."""

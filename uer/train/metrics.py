@@ -1,0 +1,59 @@
+"""Metric accumulation and the run's outputs: JSONL lines and TensorBoard scalars."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from uer.targets.output import Metric
+
+
+class MetricSums:
+    """Adds (sum, count) metrics over steps on the device and reads them out only when asked, so
+    the hot loop never waits for the device."""
+
+    def __init__(self):
+        self.sums: dict[str, list[torch.Tensor]] = {}
+
+    def add(self, metrics: dict[str, Metric]) -> None:
+        for name, (total, count) in metrics.items():
+            total, count = total.detach().float(), count.detach().float()
+            if name in self.sums:
+                self.sums[name][0] += total
+                self.sums[name][1] += count
+            else:
+                self.sums[name] = [total.clone(), count.clone()]
+
+    def means(self) -> dict[str, float]:
+        """name -> sum / count (one host transfer), then reset."""
+        if not self.sums:
+            return {}
+        names = list(self.sums)
+        values = torch.stack([torch.stack(self.sums[n]) for n in names]).cpu()
+        self.sums = {}
+        return {n: (v[0] / v[1]).item() if v[1] > 0 else float("nan") for n, v in zip(names, values)}
+
+
+class RunLog:
+    """Appends records to ``<output_dir>/metrics.jsonl`` and TensorBoard event files in
+    ``<output_dir>/tensorboard`` (tags ``<split>/<name>``)."""
+
+    def __init__(self, output_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = Path(output_dir) / "metrics.jsonl"
+        self.file = self.path.open("a", encoding="utf-8")
+        self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+
+    def write(self, step: int, split: str, values: dict[str, float]) -> None:
+        record = {"step": step, "split": split, "time": round(time.time(), 3), **values}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for name, value in values.items():
+            self.writer.add_scalar(f"{split}/{name}", value, step)
+
+    def close(self) -> None:
+        self.file.close()
+        self.writer.close()

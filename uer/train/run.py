@@ -1,0 +1,154 @@
+"""``pretrain(cfg)``: from a composed config to a trained model — the body of ``uer-pretrain``.
+
+Order matters for "nothing half-written": every input (config keys, tokenizer, corpus, dataset,
+model sizes, checkpoint to resume) is checked before the output directory is created.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from uer.config import resolve
+from uer.data.collators import make_collator
+from uer.data.loader import BatchLoader, split_indices
+from uer.errors import UerError
+from uer.models.build import DEFAULT_ALLOWED, build_model
+from uer.train.checkpoint import list_checkpoints, load_config, load_weights
+from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer, validated
+from uer.train.optim import build_optimizer, build_scheduler
+from uer.train.trainer import Trainer
+
+log = logging.getLogger("uer")
+
+
+def load_data(data_cfg: DictConfig, tokenizer=None):
+    """The dataset for ``data_cfg``: ``data.dataset`` if given, else the corpus preprocessed (or
+    found in the content-addressed cache). Returns ``(dataset, meta, tokenizer)``.
+
+    Raises:
+        UerError: bad data keys or values, a bad corpus, tokenizer or dataset directory.
+    """
+    from uer.preprocess.build import build_dataset, load_dataset_dir
+    from uer.preprocess.registry import options_from_config
+
+    if data_cfg.get("dataset"):
+        return load_dataset_dir(data_cfg.dataset)
+    options = options_from_config(data_cfg)
+    if tokenizer is None and options.tokenizer_spec():
+        from uer.data.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.load(options.tokenizer_spec())
+    dataset, meta, saved = load_dataset_dir(build_dataset(options, tokenizer))
+    return dataset, meta, tokenizer or saved
+
+
+def fill_sizes(model_cfg: DictConfig, tokenizer, meta: dict) -> None:
+    """Set ``model.vocab_size`` / ``model.num_labels`` left null from the tokenizer / the data.
+
+    Raises:
+        UerError: a size is set but smaller than what the data needs.
+    """
+    if "vocab_size" in model_cfg and tokenizer is not None:
+        if model_cfg.vocab_size is None:
+            model_cfg.vocab_size = tokenizer.vocab_size
+        elif model_cfg.vocab_size < tokenizer.vocab_size:
+            raise UerError(f"model.vocab_size={model_cfg.vocab_size} is smaller than the tokenizer's "
+                           f"{tokenizer.vocab_size} tokens; leave it null to take the tokenizer's size")
+    labels = meta.get("label_names")
+    if "num_labels" in model_cfg and labels:
+        if model_cfg.num_labels is None:
+            model_cfg.num_labels = len(labels)
+        elif model_cfg.num_labels < len(labels):
+            raise UerError(f"model.num_labels={model_cfg.num_labels} is smaller than the {len(labels)} "
+                           "classes in the data")
+
+
+def model_differences(a: DictConfig, b: DictConfig, prefix: str = "model") -> list[str]:
+    """Dotted keys whose values differ between two resolved model configs."""
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, DictConfig) and isinstance(vb, DictConfig):
+            diffs += model_differences(va, vb, f"{prefix}.{key}")
+        elif va != vb:
+            diffs.append(f"{prefix}.{key}: {va} vs {vb}")
+    return diffs
+
+
+def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
+    """The checkpoint to resume from (or None), checking ``trainer.resume`` against the output dir.
+
+    Raises:
+        UerError: the output dir holds a run and resume is not set, nothing to resume, or the saved
+            run has another model config.
+    """
+    found = list_checkpoints(Path(t.output_dir))
+    if t.resume is None:
+        if found:
+            raise UerError(f"output dir {t.output_dir} holds another run ({found[-1].name}); pass "
+                           "trainer.resume=auto to continue it or choose another trainer.output_dir")
+        return None
+    path = (found[-1] if found else None) if t.resume == "auto" else Path(t.resume)
+    if path is None:
+        log.info("no checkpoint in %s; starting fresh", t.output_dir)
+        return None
+    diffs = model_differences(resolve(load_config(path).model), model_cfg)
+    if diffs:
+        raise UerError(f"checkpoint {path} has another model config ({'; '.join(diffs[:3])})")
+    return path
+
+
+def pretrain(cfg: DictConfig) -> dict[str, float]:
+    """Run the pretraining job ``cfg`` (a composed ``pretrain.yaml``). Returns the final metrics."""
+    t = validated(cfg.trainer, TrainerConfig, "trainer")
+    check_trainer(t)
+    optim_cfg = validated(cfg.optim, OptimConfig, "optim")
+    sched_cfg = validated(cfg.scheduler, SchedulerConfig, "scheduler")
+    allowed = DEFAULT_ALLOWED + tuple(t.allowed_targets)
+    torch.manual_seed(t.seed)
+
+    init_cfg, tokenizer = None, None
+    if t.init_from:
+        init_cfg = load_config(t.init_from)
+        if (Path(t.init_from) / "tokenizer.json").is_file():
+            from uer.data.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer.load(t.init_from)
+    dataset, meta, tokenizer = load_data(cfg.data, tokenizer)
+    fill_sizes(cfg.model, tokenizer, meta)
+    run_cfg = resolve(cfg)
+    if init_cfg is not None:
+        diffs = model_differences(resolve(init_cfg.model), run_cfg.model)
+        if diffs:
+            raise UerError(f"trainer.init_from={t.init_from} has another model config ({'; '.join(diffs[:3])})")
+    resume_from = resume_point(t, run_cfg.model)
+
+    model = build_model(run_cfg.model, allowed)
+    if init_cfg is not None:
+        load_weights(model, Path(t.init_from) / "model.safetensors")
+    optimizer = build_optimizer(model, optim_cfg)
+    scheduler = build_scheduler(optimizer, sched_cfg, t.max_steps)
+    collate = make_collator(run_cfg.data, tokenizer)
+    train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
+    try:
+        train_loader = BatchLoader(dataset, train_idx, collate, run_cfg.data.batch_size, seed=t.seed,
+                                   num_workers=run_cfg.data.num_workers)
+    except ValueError as e:
+        raise UerError(f"data: {e}; use a larger corpus or a smaller data.batch_size") from None
+    eval_loader = None
+    if len(eval_idx):
+        eval_loader = BatchLoader(dataset, eval_idx, collate, run_cfg.data.batch_size, seed=t.seed,
+                                  shuffle=False, drop_last=False)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances", run_cfg.model.name,
+             n_params / 1e6, len(train_idx), len(eval_idx))
+    trainer = Trainer(model, optimizer, scheduler, train_loader, t, Path(t.output_dir), run_cfg,
+                      tokenizer, eval_loader)
+    if resume_from is not None:
+        trainer.resume(resume_from)
+    metrics = trainer.fit()
+    log.info("done: step %d, checkpoints in %s", trainer.step, Path(t.output_dir) / "checkpoints")
+    return metrics
