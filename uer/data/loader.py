@@ -92,8 +92,10 @@ class BatchLoader:
     def epoch_batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of one epoch from batch ``start`` on (does not move the saved position)."""
         view = _Batches(self.rows, self.collate, self.plan(epoch)[start:], self.seed, epoch)
+        # an own generator, so starting an epoch does not draw from the global RNG (dropout's)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         yield from DataLoader(view, batch_size=None, shuffle=False, num_workers=self.num_workers,
-                              pin_memory=self.pin_memory)
+                              pin_memory=self.pin_memory, generator=generator)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         while True:

@@ -26,8 +26,9 @@ def count_flops():
 def peak_flops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of a (size × size) @ (size × size) matmul in ``dtype`` on ``device`` (best of
     ``repeats`` after a warm-up): the practical peak MFU is measured against."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    generator = torch.Generator(device=device).manual_seed(0)  # leaves the global RNG alone
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     a @ b
     best = float("inf")
     for _ in range(repeats):

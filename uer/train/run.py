@@ -101,8 +101,9 @@ def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
     return path
 
 
-def pretrain(cfg: DictConfig) -> dict[str, float]:
-    """Run the pretraining job ``cfg`` (a composed ``pretrain.yaml``). Returns the final metrics."""
+def prepare(cfg: DictConfig) -> Trainer:
+    """Check every input of the job ``cfg`` (a composed ``pretrain.yaml``) and assemble its
+    :class:`Trainer`, resumed if ``trainer.resume`` says so. Writes nothing."""
     t = validated(cfg.trainer, TrainerConfig, "trainer")
     check_trainer(t)
     optim_cfg = validated(cfg.optim, OptimConfig, "optim")
@@ -149,6 +150,13 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
                       tokenizer, eval_loader)
     if resume_from is not None:
         trainer.resume(resume_from)
+    return trainer
+
+
+def pretrain(cfg: DictConfig) -> dict[str, float]:
+    """Run the pretraining job ``cfg``. Returns the final train and eval metrics."""
+    trainer = prepare(cfg)
+    t = trainer.cfg
     metrics = trainer.fit()
     log.info("done: step %d, checkpoints in %s", trainer.step, Path(t.output_dir) / "checkpoints")
     return metrics

@@ -142,9 +142,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return norm
 
-    def fit(self) -> dict[str, float]:
-        """Train to ``max_steps``; returns the last logged train metrics and the final eval metrics."""
+    def fit(self, until: int | None = None) -> dict[str, float]:
+        """Train to ``max_steps`` (or stop after step ``until``, as a preempted run would, without
+        the final evaluation); returns the last logged train metrics and the final eval metrics."""
         cfg = self.cfg
+        stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         run_log = RunLog(self.output_dir)
         peak = peak_flops(self.device, self.dtype)
@@ -155,7 +157,7 @@ class Trainer:
         window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
         self.model.train()
         try:
-            while self.step < cfg.max_steps:
+            while self.step < stop:
                 host = [next(batches) for _ in range(cfg.accumulation_steps)]
                 for b in host:
                     samples, tokens = batch_size_of(b)
@@ -190,7 +192,8 @@ class Trainer:
                     last.update({f"eval/{k}": v for k, v in self.evaluate(run_log).items()})
                 if cfg.save_every and self.step % cfg.save_every == 0:
                     self.save()
-            if self.eval_loader is not None and not (cfg.eval_every and self.step % cfg.eval_every == 0):
+            if self.step == cfg.max_steps and self.eval_loader is not None and not (
+                    cfg.eval_every and self.step % cfg.eval_every == 0):
                 last.update({f"eval/{k}": v for k, v in self.evaluate(run_log).items()})
             if not (cfg.save_every and self.step % cfg.save_every == 0):
                 self.save()

@@ -1,0 +1,114 @@
+"""Every YAML under conf/ composes, every preset builds, and wrong model arguments get one clear line."""
+from __future__ import annotations
+
+import importlib.resources
+
+import pytest
+import torch
+
+from uer.config import compose_config, presets, resolve
+from uer.errors import UerError
+from uer.models import build_model
+
+CONF = importlib.resources.files("uer.conf")
+EXPECTED = {"bert_base", "bert_mini", "bert_tiny", "roberta_base", "albert_base", "gpt2", "gpt2_tiny",
+            "vit_base_16", "vit_tiny"}
+
+
+def sized(preset: str) -> list[str]:
+    cfg = compose_config([f"+model={preset}"])
+    extra = []
+    if "vocab_size" in cfg.model:
+        extra.append("model.vocab_size=97")
+    if "num_labels" in cfg.model:
+        extra.append("model.num_labels=5")
+    return [f"+model={preset}", *extra]
+
+
+def test_issue_presets_exist():
+    assert EXPECTED <= set(presets())
+
+
+@pytest.mark.parametrize("preset", presets())
+def test_preset_builds_and_runs_forward(preset):
+    cfg = resolve(compose_config(sized(preset)))
+    model = build_model(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    # the data processor named by the preset matches the objective
+    processor = cfg.data.processor
+    targets = set(cfg.model.target) - {"_target_", "weights"}
+    assert {"bert": {"mlm", "sp"}, "albert": {"mlm", "sp"}, "mlm": {"mlm"}, "lm": {"lm"},
+            "image": {"cls"}}[processor] == targets
+
+
+@pytest.mark.parametrize("group,option", [
+    (p.parent.name if p.parent.name != "conf" else "", p.stem)
+    for p in [x for d in CONF.iterdir() if d.is_dir() and d.name != "model" for x in d.iterdir()]
+    if p.name.endswith(".yaml")
+])
+def test_every_group_option_composes(group, option):
+    base = "vit_tiny" if (group, option) == ("data", "image") else "bert_tiny"
+    cfg = resolve(compose_config([f"+model={base}", f"{group}={option}"]))
+    assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("part", ["embedding", "encoder", "target"])
+def test_every_model_part_composes_and_builds(part):
+    options = sorted(p.name[:-5] for p in (CONF / "model" / part).iterdir() if p.name.endswith(".yaml"))
+    assert options
+    for option in options:
+        base = "vit_tiny" if option in ("patch_pos", "cls") else "bert_tiny"
+        overrides = sized(base) + [f"model/{part}={option}"]
+        if option == "patch_pos":
+            overrides = sized("vit_tiny")
+        cfg = resolve(compose_config(overrides))
+        build_model(cfg.model)
+
+
+def test_parts_swap_from_the_command_line():
+    cfg = resolve(compose_config(["+model=bert_mini", "model/target=mlm", "data=mlm", "model.vocab_size=50",
+                                  "model.encoder.norm_position=pre", "optim=sgd", "scheduler=cosine"]))
+    assert set(cfg.model.target) == {"_target_", "mlm"}
+    assert cfg.data.processor == "mlm" and cfg.optim.name == "sgd" and cfg.scheduler.name == "cosine"
+    model = build_model(cfg.model)
+    assert model.encoder.layers[0].pre_norm and model.encoder.final_norm is not None
+    # the MLM decoder shares the word embedding, as declared in the target config
+    assert model.target.mlm.decoder.weight is model.embedding.word.weight
+
+
+def test_preset_sizes():
+    cfg = resolve(compose_config(["+model=bert_mini"]))
+    assert (cfg.model.num_layers, cfg.model.dim, cfg.model.num_heads, cfg.model.ffn_dim) == (4, 256, 4, 1024)
+    albert = build_model(resolve(compose_config(["+model=albert_base", "model.vocab_size=100"])).model)
+    assert len(albert.encoder.layers) == 1 and albert.encoder.num_layers == 12
+    assert albert.embedding.word.weight.shape == (100, 128) and albert.embedding.project.out_features == 768
+    gpt = resolve(compose_config(["+model=gpt2"]))
+    assert gpt.model.encoder.norm_position == "pre" and gpt.model.encoder.mask == "causal"
+
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "+model=<preset>"),
+    (["model=bert_base"], "+model=bert_base"),
+    (["+model=bert_huge"], "unknown model preset"),
+    (["+model=bert_base", "trainer.max_stepz=3"], "max_stepz"),
+    (["+model=bert_base", "data=nope"], "nope"),
+])
+def test_bad_model_arguments_are_one_line_errors(args, needle):
+    with pytest.raises(UerError) as info:
+        compose_config(args)
+    message = str(info.value)
+    assert needle in message and "\n" not in message
+    if not args or args[0].startswith("model="):
+        assert "bert_base" in message and "gpt2" in message  # lists the presets
+
+
+def test_forward_shapes_with_padding():
+    model = build_model(resolve(compose_config(sized("bert_tiny"))).model).eval()
+    ids = torch.randint(5, 97, (3, 11))
+    mask = torch.ones(3, 11, dtype=torch.long)
+    mask[1, 7:] = 0
+    hidden, out_mask = model.encode({"input_ids": ids, "attention_mask": mask})
+    assert hidden.shape == (3, 11, 128) and out_mask.dtype == torch.bool
+    # padding does not change the real positions' outputs
+    alone, _ = model.encode({"input_ids": ids[1:2, :7]})
+    torch.testing.assert_close(hidden[1, :7], alone[0], atol=1e-5, rtol=1e-5)
