@@ -1,0 +1,468 @@
+"""The toolkit's one tokenizer: a Hugging Face `tokenizers.Tokenizer` plus the roles of its special tokens.
+
+Every vocabulary format a user may bring is imported into a `tokenizers` backend (`Tokenizer.load`),
+and a new WordPiece or byte-level BPE vocabulary can be trained from a corpus (`Tokenizer.train`).
+Special tokens (roles cls, sep, mask, pad, unk, bos, eos) belong to each instance, never to globals.
+
+Builtin tokenizers ship as ``uer/data/default/<name>.json``; each is exactly what `train_tokenizer(name)`
+produces from the shipped corpus ``kjv.txt`` (King James Bible):
+
+- ``kjv-wordpiece``: BERT-style uncased WordPiece, ``Tokenizer.train(kind="wordpiece", vocab_size=8000,
+  lowercase=True, min_frequency=2)``: 8000 entries, [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4.
+- ``kjv-bpe``: GPT-2-style cased byte-level BPE, ``Tokenizer.train(kind="bpe", vocab_size=8000,
+  lowercase=False, min_frequency=2)``: 8000 entries; ``<|endoftext|>``=0 is the bos, eos and pad token.
+
+Regenerate a shipped file with ``train_tokenizer(name).backend.save("uer/data/default/<name>.json")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import tokenizers
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from uer.errors import UerError
+
+ROLES = ("cls", "sep", "mask", "pad", "unk", "bos", "eos")
+"""The special-token roles a tokenizer may define."""
+
+# Naming conventions of BERT, RoBERTa/fairseq, SentencePiece and GPT-2, used only to infer the roles of
+# a vocabulary that does not state them; the first name present in the vocabulary wins.
+_CONVENTIONAL_NAMES = {
+    "cls": ("[CLS]", "<s>"), "sep": ("[SEP]", "</s>"), "mask": ("[MASK]", "<mask>"),
+    "pad": ("[PAD]", "<pad>", "<|endoftext|>"), "unk": ("[UNK]", "<unk>"),
+    "bos": ("<s>", "<|endoftext|>"), "eos": ("</s>", "<|endoftext|>"),
+}
+_BUILTINS = {
+    "kjv-wordpiece": {"kind": "wordpiece", "vocab_size": 8000, "lowercase": True, "min_frequency": 2},
+    "kjv-bpe": {"kind": "bpe", "vocab_size": 8000, "lowercase": False, "min_frequency": 2},
+}
+
+
+class Tokenizer:
+    """A Hugging Face `tokenizers.Tokenizer` plus the roles of its special tokens.
+
+    `backend` does the work; `special_tokens` maps role -> token string for the roles that exist
+    (a subset of `ROLES`). Padding and truncation of the backend are switched off: data processors
+    decide lengths and add special tokens themselves. Raises `UerError` if a role is unknown or its
+    token is not in the vocabulary.
+    """
+
+    def __init__(self, backend: tokenizers.Tokenizer, special_tokens: dict[str, str]):
+        unknown = sorted(set(special_tokens) - set(ROLES))
+        if unknown:
+            raise UerError(f"unknown special-token role(s) {unknown}; expected some of {list(ROLES)}")
+        for role, token in special_tokens.items():
+            if backend.token_to_id(token) is None:
+                raise UerError(f"special token {token!r} (role {role}) is not in the vocabulary")
+        backend.no_padding()
+        backend.no_truncation()
+        self.backend = backend
+        self.special_tokens = {role: special_tokens[role] for role in ROLES if role in special_tokens}
+
+    @classmethod
+    def load(cls, spec: str | Path, lowercase: bool | None = None) -> "Tokenizer":
+        """Load a tokenizer from `spec`, one of:
+
+        - ``builtin:<name>``: a tokenizer shipped with uer (``kjv-wordpiece``, ``kjv-bpe``);
+        - a ``tokenizer.json``, or a directory holding one; roles come from a ``tokenizer_config.json``
+          / ``special_tokens_map.json`` beside it (Hugging Face layout), else from conventional names;
+        - ``VOCAB,MERGES``, or a byte-level BPE vocabulary (JSON object, or one token per line in id
+          order) whose sibling named with "merges" for "vocab" exists (e.g. vocab.json + merges.txt);
+        - a SentencePiece ``.model`` (unigram or BPE; needs the ``sentencepiece`` package);
+        - any other file: a BERT WordPiece ``vocab.txt``, one token per line. `lowercase` applies to
+          this form only; None detects it: uncased unless a non-bracketed token has an ASCII capital.
+
+        Raises `UerError` naming the path and the problem: missing or empty file, invalid UTF-8,
+        corrupt content, a directory without tokenizer.json, an unknown builtin, a WordPiece
+        vocabulary without [UNK]/<unk>, or a role token missing from the vocabulary.
+        """
+        spec = str(spec)
+        if spec.startswith("builtin:"):
+            return cls._load_builtin(spec.removeprefix("builtin:"))
+        path = Path(spec)
+        if "," in spec and not path.exists():
+            vocab, merges = spec.split(",", 1)
+            return cls._from_bpe(Path(vocab), Path(merges))
+        if path.is_dir():
+            if not (path / "tokenizer.json").is_file():
+                raise _fail(path, "directory holds no tokenizer.json")
+            path = path / "tokenizer.json"
+        elif not path.exists():
+            raise _fail(path, "no such file or directory")
+        if path.suffix == ".model":
+            return cls._from_sentencepiece(path)
+        merges = next((p for p in _merges_candidates(path) if p != path and p.is_file()), None)
+        if merges is not None:
+            return cls._from_bpe(path, merges)
+        if path.suffix == ".json":
+            return cls._from_json(path)
+        return cls._from_wordpiece_vocab(path, lowercase)
+
+    @classmethod
+    def train(cls, files: list[str | Path], kind: str = "wordpiece", vocab_size: int = 8000,
+              lowercase: bool = True, min_frequency: int = 2) -> "Tokenizer":
+        """Train a new vocabulary on UTF-8 text `files` (blank lines skipped) with `tokenizers` trainers.
+
+        kind="wordpiece": BERT pipeline (BertNormalizer with Chinese characters split, BertPreTokenizer,
+        "##" continuation) with [PAD] [UNK] [CLS] [SEP] [MASK] at ids 0-4 (Wu et al. 2016, Devlin et
+        al. 2019). kind="bpe": GPT-2 byte-level BPE with <|endoftext|> at id 0 (Radford et al. 2019);
+        `lowercase` adds a Lowercase normalizer. `vocab_size` counts the special tokens; pairs seen
+        fewer than `min_frequency` times are not merged. Deterministic: the same files and arguments
+        give an identical tokenizer.json. Raises `UerError` for a missing, unreadable, non-UTF-8 or
+        blank file, no files, or an unknown kind.
+        """
+        paths = [Path(f) for f in files]
+        if not paths:
+            raise UerError("tokenizer training: no corpus files given")
+        for path in paths:
+            if not path.is_file():
+                raise UerError(f"corpus {path}: {'is a directory' if path.is_dir() else 'no such file'}")
+        if kind == "wordpiece":
+            backend = _train_wordpiece(paths, vocab_size, lowercase, min_frequency)
+        elif kind == "bpe":
+            backend = _byte_level(models.BPE(), lowercase)
+            trainer = trainers.BpeTrainer(
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=["<|endoftext|>"],
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+            backend.train_from_iterator(_corpus_batches(paths), trainer)
+        else:
+            raise UerError(f"tokenizer training: unknown kind {kind!r}; expected 'wordpiece' or 'bpe'")
+        return cls._finish(backend, paths[0])
+
+    def save(self, directory: str | Path, model_max_length: int | None = None) -> None:
+        """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `directory`.
+
+        The result loads with `Tokenizer.load(directory)` and offline with Hugging Face
+        ``AutoTokenizer.from_pretrained(directory)`` (class PreTrainedTokenizerFast), which gives the
+        same ids. `model_max_length` (tokens) is recorded for transformers when given.
+        Raises `UerError` if the directory cannot be written.
+        """
+        out = Path(directory)
+        roles = {f"{role}_token": token for role, token in self.special_tokens.items()}
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False, **roles}
+        if model_max_length is not None:
+            config["model_max_length"] = model_max_length
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self.backend.save(str(out / "tokenizer.json"))
+            (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            (out / "special_tokens_map.json").write_text(json.dumps(roles, indent=2) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise _fail(out, f"cannot write ({e.strerror or e})") from None
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, added tokens included (the embedding table needs at least this many rows)."""
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def _role_id(self, role: str) -> int | None:
+        token = self.special_tokens.get(role)
+        return None if token is None else self.backend.token_to_id(token)
+
+    cls_token_id = property(lambda self: self._role_id("cls"), doc="Id of the cls token, or None.")
+    sep_token_id = property(lambda self: self._role_id("sep"), doc="Id of the sep token, or None.")
+    mask_token_id = property(lambda self: self._role_id("mask"), doc="Id of the mask token, or None.")
+    pad_token_id = property(lambda self: self._role_id("pad"), doc="Id of the pad token, or None.")
+    unk_token_id = property(lambda self: self._role_id("unk"), doc="Id of the unk token, or None.")
+    bos_token_id = property(lambda self: self._role_id("bos"), doc="Id of the bos token, or None.")
+    eos_token_id = property(lambda self: self._role_id("eos"), doc="Id of the eos token, or None.")
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        """Sorted, distinct ids of all role tokens (never masked, never predicted as words)."""
+        return sorted({self._role_id(role) for role in self.special_tokens})
+
+    def token_to_id(self, token: str) -> int | None:
+        """Id of `token`, or None if it is not in the vocabulary."""
+        return self.backend.token_to_id(token)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, (N,) lists of variable length; no special tokens are added."""
+        return [encoding.ids for encoding in self.backend.encode_batch_fast(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        """Text of `ids` (a list of ints) through the backend's decoder."""
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex digest of the serialized backend and the roles: equal for equal tokenizers."""
+        payload = self.backend.to_str() + "\n" + json.dumps(self.special_tokens, sort_keys=True)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, special_tokens={self.special_tokens})"
+
+    # --- importers -----------------------------------------------------------------------------
+
+    @classmethod
+    def _finish(cls, backend: tokenizers.Tokenizer, source, roles: dict[str, str] | None = None) -> "Tokenizer":
+        """Give an imported or trained `backend` conventional roles (overridden by `roles`), register
+        them as special tokens, and add the BERT template ``cls A sep [B sep]`` for Hugging Face users."""
+        roles = {**_infer_roles(backend), **(roles or {})}
+        backend.add_special_tokens(sorted(set(roles.values()), key=backend.token_to_id))
+        if "cls" in roles and "sep" in roles:
+            cls_tok, sep_tok = roles["cls"], roles["sep"]
+            backend.post_processor = processors.TemplateProcessing(
+                single=f"{cls_tok} $A {sep_tok}", pair=f"{cls_tok} $A {sep_tok} $B:1 {sep_tok}:1",
+                special_tokens=[(t, backend.token_to_id(t)) for t in dict.fromkeys([cls_tok, sep_tok])])
+        return cls._checked(backend, roles, source)
+
+    @classmethod
+    def _checked(cls, backend: tokenizers.Tokenizer, roles: dict[str, str], source) -> "Tokenizer":
+        try:
+            return cls(backend, roles)
+        except UerError as e:
+            raise _fail(source, str(e)) from None
+
+    @classmethod
+    def _load_builtin(cls, name: str) -> "Tokenizer":
+        if name not in _BUILTINS:
+            raise UerError(f"tokenizer builtin:{name}: unknown builtin; available: {', '.join(_BUILTINS)}")
+        text = resources.files("uer.data.default").joinpath(f"{name}.json").read_text(encoding="utf-8")
+        backend = tokenizers.Tokenizer.from_str(text)
+        return cls(backend, _infer_roles(backend))
+
+    @classmethod
+    def _from_json(cls, path: Path) -> "Tokenizer":
+        text = _read_text(path)
+        try:
+            backend = tokenizers.Tokenizer.from_str(text)
+        except Exception as e:
+            raise _fail(path, f"not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
+        roles = _config_roles(path.parent) if path.name == "tokenizer.json" else {}
+        return cls._checked(backend, roles or _infer_roles(backend), path)
+
+    @classmethod
+    def _from_wordpiece_vocab(cls, path: Path, lowercase: bool | None) -> "Tokenizer":
+        tokens = _read_lines(path)
+        vocab = {token: i for i, token in enumerate(tokens)}
+        unk = next((t for t in ("[UNK]", "<unk>") if t in vocab), None)
+        if unk is None:
+            raise _fail(path, "WordPiece vocabulary has no unknown token ([UNK] or <unk>)")
+        if lowercase is None:
+            lowercase = not any(_has_ascii_capital(t) for t in tokens)
+        return cls._finish(_bert(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100), lowercase), path)
+
+    @classmethod
+    def _from_bpe(cls, vocab_path: Path, merges_path: Path) -> "Tokenizer":
+        text = _read_text(vocab_path)
+        if text.lstrip().startswith("{"):
+            try:
+                vocab = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise _fail(vocab_path, f"invalid JSON ({e.msg}, line {e.lineno})") from None
+            if not all(isinstance(i, int) for i in vocab.values()):
+                raise _fail(vocab_path, "a JSON vocabulary must map tokens to integer ids")
+        else:
+            vocab = {token: i for i, token in enumerate(_read_lines(vocab_path))}
+        merges = []
+        for number, line in enumerate(_read_lines(merges_path), 1):
+            if line and not line.startswith("#version"):
+                pair = line.split(" ")
+                if len(pair) != 2:
+                    raise _fail(merges_path, f"line {number}: expected two tokens separated by one space")
+                merges.append((pair[0], pair[1]))
+        try:
+            model = models.BPE(vocab, merges)
+        except Exception as e:
+            raise _fail(merges_path, f"does not fit vocabulary {vocab_path} ({str(e).splitlines()[0]})") from None
+        return cls._finish(_byte_level(model, lowercase=False), vocab_path)
+
+    @classmethod
+    def _from_sentencepiece(cls, path: Path) -> "Tokenizer":
+        """Convert a SentencePiece model (Kudo & Richardson 2018) into an equivalent backend."""
+        try:
+            from sentencepiece import sentencepiece_model_pb2
+        except Exception as e:  # ImportError, or protobuf's VersionError for a too old protobuf
+            problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise _fail(path, f"reading it needs the packages sentencepiece and protobuf ({problem})") from None
+        proto = sentencepiece_model_pb2.ModelProto()
+        try:
+            proto.ParseFromString(_read_bytes(path))
+        except Exception:
+            raise _fail(path, "not a SentencePiece model (cannot parse it)") from None
+        if not proto.pieces:
+            raise _fail(path, "not a SentencePiece model (no pieces)")
+        spec, norm, pieces = proto.trainer_spec, proto.normalizer_spec, proto.pieces
+        if spec.model_type == spec.UNIGRAM:
+            # float32 scores written with 9 digits: exact for float32 and stable through tokenizer.json
+            scores = [(p.piece, float(f"{p.score:.9g}")) for p in pieces]
+            model = models.Unigram(scores, spec.unk_id, spec.byte_fallback)
+        elif spec.model_type == spec.BPE:
+            vocab = {p.piece: i for i, p in enumerate(pieces)}
+            model = models.BPE(vocab, _spm_merges(pieces, vocab), unk_token=pieces[spec.unk_id].piece,
+                               fuse_unk=True, byte_fallback=spec.byte_fallback)
+        else:
+            raise _fail(path, f"SentencePiece {spec.ModelType.Name(spec.model_type)} models are not supported")
+        backend = tokenizers.Tokenizer(model)
+        steps = [normalizers.Precompiled(norm.precompiled_charsmap)] if norm.precompiled_charsmap else []
+        if norm.remove_extra_whitespaces:
+            steps += [normalizers.Strip(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")]
+        backend.normalizer = normalizers.Sequence(steps + [normalizers.Prepend("\u2581")] * norm.add_dummy_prefix)
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never", split=spec.split_by_whitespace)
+        backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+                                            + [decoders.Strip(" ", 1, 0)] * norm.add_dummy_prefix)
+        # Like transformers' converter: user-defined and control pieces become added tokens, matched before
+        # normalization (so spaces next to a user-defined piece may split differently from sentencepiece).
+        backend.add_tokens([AddedToken(p.piece, normalized=False) for p in pieces if p.type == p.USER_DEFINED])
+        backend.add_special_tokens([AddedToken(p.piece, normalized=False, special=True)
+                                    for p in pieces if p.type in (p.CONTROL, p.UNKNOWN)])
+        ids = {"unk": spec.unk_id, "bos": spec.bos_id, "eos": spec.eos_id, "pad": spec.pad_id}
+        return cls._finish(backend, path, {r: pieces[i].piece for r, i in ids.items() if 0 <= i < len(pieces)})
+
+
+def train_tokenizer(name: str) -> Tokenizer:
+    """Re-train the builtin tokenizer `name` ("kjv-wordpiece" or "kjv-bpe") from the shipped kjv.txt with
+    its documented arguments; the result equals ``Tokenizer.load("builtin:" + name)``. Takes 1-2 s."""
+    if name not in _BUILTINS:
+        raise UerError(f"tokenizer builtin:{name}: unknown builtin; available: {', '.join(_BUILTINS)}")
+    with resources.as_file(resources.files("uer.data.default").joinpath("kjv.txt")) as corpus:
+        return Tokenizer.train([corpus], **_BUILTINS[name])
+
+
+def _train_wordpiece(paths: list[Path], vocab_size: int, lowercase: bool, min_frequency: int) -> tokenizers.Tokenizer:
+    """WordPiece training made deterministic. tokenizers' trainer numbers the "##x" continuation
+    characters in hash-map order, which changes merge tie-breaks between runs (huggingface/tokenizers
+    #1794); a first pass finds those characters, and the second pass fixes their ids by listing them
+    in sorted order after the special tokens. The result is re-assembled without them as added tokens."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    probe = _bert(models.WordPiece(unk_token="[UNK]"), lowercase)
+    probe.train_from_iterator(_corpus_batches(paths),
+                              trainers.WordPieceTrainer(vocab_size=1, special_tokens=specials, show_progress=False))
+    continuing = sorted(t for t in probe.get_vocab() if t.startswith("##") and len(t) == 3)
+    trained = _bert(models.WordPiece(unk_token="[UNK]"), lowercase)
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=specials + continuing, show_progress=False)
+    trained.train_from_iterator(_corpus_batches(paths), trainer)
+    return _bert(trained.model, lowercase)
+
+
+def _bert(model, lowercase: bool) -> tokenizers.Tokenizer:
+    """BERT's pipeline around a WordPiece `model`: clean text, split CJK characters, (lowercase and strip
+    accents), split on whitespace and punctuation; "##" pieces are glued back when decoding."""
+    backend = tokenizers.Tokenizer(model)
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    return backend
+
+
+def _byte_level(model, lowercase: bool) -> tokenizers.Tokenizer:
+    """GPT-2's byte-level pipeline around a BPE `model`: every byte has a symbol, so nothing is unknown."""
+    backend = tokenizers.Tokenizer(model)
+    if lowercase:
+        backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def _spm_merges(pieces, vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """BPE merges equivalent to a SentencePiece BPE model: a normal piece is the merge of any split of it
+    into two known pieces, ranked by the piece's score (higher merges first)."""
+    ranked = sorted((p for p in pieces if p.type == p.NORMAL), key=lambda p: -p.score)
+    return [(p.piece[:k], p.piece[k:]) for p in ranked for k in range(1, len(p.piece))
+            if p.piece[:k] in vocab and p.piece[k:] in vocab]
+
+
+def _infer_roles(backend: tokenizers.Tokenizer) -> dict[str, str]:
+    """Roles from conventional token names present in the vocabulary."""
+    roles = {}
+    for role, names in _CONVENTIONAL_NAMES.items():
+        name = next((n for n in names if backend.token_to_id(n) is not None), None)
+        if name is not None:
+            roles[role] = name
+    return roles
+
+
+def _config_roles(directory: Path) -> dict[str, str]:
+    """Roles stated by Hugging Face's special_tokens_map.json / tokenizer_config.json (which wins),
+    as strings or AddedToken dicts ``{"content": ...}``; {} when neither states any."""
+    roles = {}
+    for path in (directory / "special_tokens_map.json", directory / "tokenizer_config.json"):
+        if not path.is_file():
+            continue
+        try:
+            config = json.loads(_read_text(path))
+        except json.JSONDecodeError as e:
+            raise _fail(path, f"invalid JSON ({e.msg}, line {e.lineno})") from None
+        if not isinstance(config, dict):
+            raise _fail(path, "expected a JSON object")
+        for role in ROLES:
+            value = config.get(f"{role}_token")
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                roles[role] = value
+    return roles
+
+
+def _merges_candidates(path: Path) -> list[Path]:
+    """Where the merges of a BPE vocabulary `path` would be: "vocab" -> "merges" in its name, .txt too."""
+    if "vocab" not in path.name:
+        return []
+    name = path.name.replace("vocab", "merges")
+    return [path.with_name(name), path.with_name(Path(name).stem + ".txt")]
+
+
+def _has_ascii_capital(token: str) -> bool:
+    bracketed = token[:1] + token[-1:] in ("[]", "<>")
+    return not bracketed and any("A" <= c <= "Z" for c in token)
+
+
+def _corpus_batches(paths: list[Path], size: int = 1000):
+    """Yield lists of up to `size` non-blank lines of UTF-8 text files; UerError for bad bytes or no text."""
+    for path in paths:
+        batch, seen = [], False
+        try:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        batch.append(line.rstrip("\r\n"))
+                        seen = True
+                    if len(batch) == size:
+                        yield batch
+                        batch = []
+        except UnicodeDecodeError as e:
+            raise UerError(f"corpus {path}: invalid UTF-8 ({e.reason})") from None
+        if not seen:
+            raise UerError(f"corpus {path}: no text (the file is empty or blank)")
+        if batch:
+            yield batch
+
+
+def _fail(path, problem: str) -> UerError:
+    return UerError(f"tokenizer {path}: {problem}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise _fail(path, "is a directory, expected a file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except OSError as e:
+        raise _fail(path, f"cannot read ({e.strerror or e})") from None
+    if not data.strip():
+        raise _fail(path, "file is empty")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _fail(path, f"invalid UTF-8 at byte {e.start}") from None
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a one-entry-per-line file, without line ends; a final newline adds no entry."""
+    lines = _read_text(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
