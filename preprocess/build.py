@@ -1,0 +1,169 @@
+"""Build a preprocessed dataset directory, cached by content, and load one back.
+
+A dataset directory is self-contained and loadable by ``datasets.load_from_disk`` too::
+
+    <dir>/data-00000-of-00001.arrow, dataset_info.json, state.json   (datasets.Dataset.save_to_disk)
+    <dir>/tokenizer/                                                  (Tokenizer.save; text processors)
+    <dir>/uer_dataset.json                                            (metadata, written last)
+
+The cache key is the sha256 of (format version, processor options except corpus/tokenizer/num_proc,
+sha256 of the source's bytes, tokenizer fingerprint), so equal inputs give the same key wherever the
+files lie. The default location is ``$UER_CACHE/datasets/<key>`` (``UER_CACHE`` defaults to
+``~/.cache/uer``). A directory is built in a temporary sibling and moved in place with ``os.replace``,
+so a crash never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from uer.errors import UerError
+from uer.preprocess.processor import Plan, Processor
+from uer.preprocess.shards import run_shards
+
+FORMAT_VERSION = 1
+"""Bump when the rows produced for the same inputs change, so old cache entries are not reused."""
+META_FILE = "uer_dataset.json"
+TOKENIZER_DIR = "tokenizer"
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """``$UER_CACHE`` or ``~/.cache/uer``."""
+    return Path(os.environ.get("UER_CACHE") or "~/.cache/uer").expanduser()
+
+
+def dataset_key(processor: Processor, plan: Plan, tokenizer) -> str:
+    """The content hash (64 hex digits) naming the dataset built from these inputs."""
+    payload = {"format_version": FORMAT_VERSION, "options": processor.cache_options(), "source": plan.digest,
+               "tokenizer": tokenizer.fingerprint() if tokenizer is not None else None}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def read_meta(directory: Path) -> dict | None:
+    """The parsed ``uer_dataset.json`` of ``directory``, or None if it has none (or it is unreadable)."""
+    try:
+        return json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def build_dataset(options: Processor, tokenizer=None, output_dir: str | os.PathLike | None = None) -> Path:
+    """Run ``options``' processor over its source and write the dataset; return its directory.
+
+    ``tokenizer``: a `uer.data.tokenizer.Tokenizer`; None loads ``options.tokenizer_spec()`` (ignored
+    by processors without a tokenizer, e.g. ``image``). ``output_dir``: where to write, instead of
+    the cache. When the directory already holds the dataset for the same key it is returned as is
+    (logged as "cached"). Raises UerError on bad input, when the source yields no rows, or when
+    ``output_dir`` exists and is not a uer dataset; nothing half-written is left behind.
+    """
+    spec = options.tokenizer_spec()
+    if spec is None:
+        tokenizer = None
+    elif tokenizer is None:
+        from uer.data.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.load(spec)
+    plan = options.plan()
+    if plan.stats.get("skipped_invalid_lines"):
+        log.warning("skipped %d lines that are not valid UTF-8", plan.stats["skipped_invalid_lines"])
+    key = dataset_key(options, plan, tokenizer)
+    target = Path(output_dir).expanduser() if output_dir is not None else cache_root() / "datasets" / key
+    if (read_meta(target) or {}).get("key") == key:
+        log.info("cached: %s", target)
+        return target
+    if target.exists() and not (target.is_dir() and (read_meta(target) is not None or not any(target.iterdir()))):
+        raise UerError(f"output {target}: exists and is not a uer dataset; not overwriting it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _sibling(target, "partial")
+    try:
+        _write(options, plan, tokenizer, key, staging)
+        _publish(staging, target, key)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path) -> None:
+    from datasets import Dataset, concatenate_datasets
+
+    tokenizer_dir = None
+    if tokenizer is not None:
+        tokenizer_dir = staging / TOKENIZER_DIR
+        tokenizer.save(tokenizer_dir)
+    work = staging / ".shards"
+    work.mkdir()
+    counts = run_shards(options, plan.shards, tokenizer_dir and str(tokenizer_dir), work)
+    rows, tokens = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    if rows == 0:
+        raise UerError(f"corpus {options.corpus or '(default)'}: gives no instances for processor "
+                       f"{options.processor} with seq_length={options.seq_length}")
+    parts = [Dataset.from_file(str(work / f"{i:05d}.arrow")) for i, (n, _) in enumerate(counts) if n]
+    concatenate_datasets(parts).save_to_disk(str(staging))
+    shutil.rmtree(work)
+    meta = {"format_version": FORMAT_VERSION, "key": key, "processor": options.processor,
+            "options": dataclasses.asdict(options), "tokenizer": options.tokenizer_spec(),
+            "tokenizer_fingerprint": tokenizer.fingerprint() if tokenizer is not None else None,
+            "num_rows": rows, "num_tokens": tokens, "num_shards": len(plan.shards),
+            "label_names": plan.label_names, "source": {"digest": plan.digest, **plan.stats}}
+    (staging / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _sibling(target: Path, kind: str) -> Path:
+    """A new, empty, hidden directory beside ``target`` (usual permissions, unlike mkdtemp's 0700)."""
+    path = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.{kind}"
+    path.mkdir()
+    return path
+
+
+def _publish(staging: Path, target: Path, key: str) -> None:
+    """Move the finished ``staging`` dir to ``target``, replacing an older dataset there."""
+    if target.exists():
+        retired = _sibling(target, "old")
+        os.replace(target, retired / "dataset")
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+        return
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if (read_meta(target) or {}).get("key") != key:  # not a concurrent build of the same key
+            raise
+
+
+def load_dataset_dir(path: str | os.PathLike):
+    """Open a directory written by `build_dataset`.
+
+    Returns ``(dataset, meta, tokenizer)``: the ``datasets.Dataset`` (memory-mapped), the metadata of
+    ``uer_dataset.json``, and the saved `Tokenizer` (None for processors without one). Raises
+    UerError when the directory is missing, is not a uer dataset, or is incomplete.
+    """
+    from datasets import load_from_disk
+
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        raise UerError(f"dataset {directory}: not found or not a directory")
+    meta = read_meta(directory)
+    if meta is None:
+        raise UerError(f"dataset {directory}: not a uer dataset (no readable {META_FILE}); "
+                       "make one with uer-preprocess")
+    try:
+        dataset = load_from_disk(str(directory))
+    except (OSError, ValueError) as err:
+        raise UerError(f"dataset {directory}: cannot be loaded ({type(err).__name__})") from None
+    if len(dataset) != meta.get("num_rows"):
+        raise UerError(f"dataset {directory}: has {len(dataset)} rows, {META_FILE} says {meta.get('num_rows')}")
+    tokenizer = None
+    if (directory / TOKENIZER_DIR).is_dir():
+        from uer.data.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.load(str(directory / TOKENIZER_DIR))
+    return dataset, meta, tokenizer
