@@ -5,7 +5,7 @@ import importlib.resources
 from datetime import datetime
 
 from hydra import compose, initialize_config_module
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -38,12 +38,18 @@ def compose_config(overrides: list[str], config_name: str = "pretrain", need_mod
             raise UerError(f"write +{arg} (with a '+': the model is added, not overridden); presets: {', '.join(names)}")
         if arg.split("=", 1)[1] not in names:
             raise UerError(f"unknown model preset {arg.split('=', 1)[1]!r}; presets: {', '.join(names)}")
+    # data keys are open-ended per processor: let a typo through to the processor's own check,
+    # whose error lists the valid keys (Hydra's would not)
+    overrides = [f"++{o}" if o.startswith("data.") else o for o in overrides]
     try:
         with initialize_config_module("uer.conf", version_base=None):
             cfg = compose(config_name, overrides=overrides)
+    except MissingConfigException as e:
+        raise UerError(f"no config {e.missing_cfg_file}; available: {', '.join(e.options or [])}") from None
     except (HydraException, OmegaConfBaseException) as e:
-        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-        raise UerError(" ".join(lines[:2]) if lines else type(e).__name__) from None
+        text = str(e).split("Config search path")[0]
+        lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+        raise UerError("; ".join(lines[:2]) if lines else type(e).__name__) from None
     return cfg
 
 

@@ -2,6 +2,7 @@
 of valid keys (DESIGN §3)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 
 from omegaconf import DictConfig, OmegaConf
@@ -87,3 +88,8 @@ def check_trainer(t: TrainerConfig) -> None:
             raise UerError(f"trainer.{key} must be >= 0 (0 = off), got {getattr(t, key)}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
         raise UerError(f"trainer.device={t.device}; choose auto, cpu or cuda")
+    if t.strategy != "ddp":
+        raise UerError(f"trainer.strategy={t.strategy}: only ddp is available in this version")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UerError("multi-process training (torchrun with more than one process) is not available "
+                       "in this version; run one process")
