@@ -94,6 +94,7 @@ def build_dataset(options: Processor, tokenizer=None, output_dir: str | os.PathL
 
 def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path) -> None:
     from datasets import Dataset, concatenate_datasets
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
     tokenizer_dir = None
     if tokenizer is not None:
@@ -107,7 +108,13 @@ def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path) -
         raise UerError(f"corpus {options.corpus or '(default)'}: gives no instances for processor "
                        f"{options.processor} with seq_length={options.seq_length}")
     parts = [Dataset.from_file(str(work / f"{i:05d}.arrow")) for i, (n, _) in enumerate(counts) if n]
-    concatenate_datasets(parts).save_to_disk(str(staging))
+    shown = is_progress_bar_enabled()
+    disable_progress_bar()  # our shard bar already showed the work; saving is a copy
+    try:
+        concatenate_datasets(parts).save_to_disk(str(staging))
+    finally:
+        if shown:
+            enable_progress_bar()
     shutil.rmtree(work)
     meta = {"format_version": FORMAT_VERSION, "key": key, "processor": options.processor,
             "options": dataclasses.asdict(options), "tokenizer": options.tokenizer_spec(),

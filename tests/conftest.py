@@ -34,3 +34,19 @@ def small_corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "kjv_small.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def wordpiece():
+    """The shipped uncased WordPiece tokenizer."""
+    from uer.data.tokenizer import Tokenizer
+
+    return Tokenizer.load("builtin:kjv-wordpiece")
+
+
+@pytest.fixture(scope="session")
+def bpe():
+    """The shipped byte-level BPE tokenizer."""
+    from uer.data.tokenizer import Tokenizer
+
+    return Tokenizer.load("builtin:kjv-bpe")

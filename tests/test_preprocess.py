@@ -30,16 +30,6 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="module")
-def wordpiece():
-    return Tokenizer.load("builtin:kjv-wordpiece")
-
-
-@pytest.fixture(scope="module")
-def bpe():
-    return Tokenizer.load("builtin:kjv-bpe")
-
-
 def kjv(tmp_path: Path, chapters: int, name: str = "kjv.txt", newline: str = "\n") -> Path:
     """The first ``chapters`` chapters of the shipped KJV (documents format) as a file."""
     path = tmp_path / name

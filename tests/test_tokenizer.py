@@ -18,16 +18,6 @@ TEXTS = [VERSE, "Héllo Wörld, naïve CAFÉ résumé!", "我爱北京天安门�
 BERT_ROLES = {"cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]", "pad": "[PAD]", "unk": "[UNK]"}
 
 
-@pytest.fixture(scope="module")
-def wordpiece():
-    return Tokenizer.load("builtin:kjv-wordpiece")
-
-
-@pytest.fixture(scope="module")
-def bpe():
-    return Tokenizer.load("builtin:kjv-bpe")
-
-
 @pytest.fixture
 def small_corpus(tmp_path):
     path = tmp_path / "corpus.txt"

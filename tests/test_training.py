@@ -67,7 +67,9 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_is_bit_identical(small_corpus, tmp_path):
-    args = lambda out: run_args("bert_tiny", small_corpus, out, 8, "data.batch_size=4", "trainer.save_every=4")  # noqa: E731
+    def args(out):
+        return run_args("bert_tiny", small_corpus, out, 8, "data.batch_size=4", "trainer.save_every=4")
+
     pretrain(compose_config(args(tmp_path / "straight")))
 
     interrupted = prepare(compose_config(args(tmp_path / "resumed")))
@@ -88,11 +90,11 @@ def test_accumulation_equals_one_large_batch(small_corpus, tmp_path):
     pretrain(compose_config(run_args("bert_tiny", small_corpus, tmp_path / "two", 2, "data.batch_size=4",
                                      "trainer.accumulation_steps=2", *common)))
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
-    moved = 0
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
     # the runs really trained: weights left their initial values
-    init = build_model(resolve(compose_config(["+model=bert_tiny", f"model.vocab_size={a['embedding.word.weight'].shape[0]}"])).model)
+    vocab = a["embedding.word.weight"].shape[0]
+    init = build_model(resolve(compose_config(["+model=bert_tiny", f"model.vocab_size={vocab}"])).model)
     moved = sum(not torch.equal(a[k], v) for k, v in init.state_dict().items() if k in a)
     assert moved > 10
 

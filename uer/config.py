@@ -15,6 +15,10 @@ if not OmegaConf.has_resolver("now"):  # Hydra registers it only under @hydra.ma
     OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
 
 
+CHECKED_GROUPS = ("data.", "trainer.", "optim.", "scheduler.")
+"""Override prefixes whose keys are validated against a schema after composition."""
+
+
 def presets() -> list[str]:
     """Names of the model presets (``conf/model/*.yaml``)."""
     root = importlib.resources.files("uer.conf") / "model"
@@ -35,12 +39,13 @@ def compose_config(overrides: list[str], config_name: str = "pretrain", need_mod
             raise UerError(f"no model chosen; pass +model=<preset>, one of: {', '.join(names)}")
         arg = model_args[-1]
         if not arg.startswith("+"):
-            raise UerError(f"write +{arg} (with a '+': the model is added, not overridden); presets: {', '.join(names)}")
+            raise UerError(f"write +{arg} (with a '+': the model is added, not overridden); "
+                           f"presets: {', '.join(names)}")
         if arg.split("=", 1)[1] not in names:
             raise UerError(f"unknown model preset {arg.split('=', 1)[1]!r}; presets: {', '.join(names)}")
-    # data keys are open-ended per processor: let a typo through to the processor's own check,
-    # whose error lists the valid keys (Hydra's would not)
-    overrides = [f"++{o}" if o.startswith("data.") else o for o in overrides]
+    # let a misspelled key through to the schema checks, whose errors list the valid keys (Hydra's
+    # would suggest adding the typo with '+'); model keys stay strict: Hydra names the bad key
+    overrides = [f"++{o}" if o.startswith(CHECKED_GROUPS) else o for o in overrides]
     try:
         with initialize_config_module("uer.conf", version_base=None):
             cfg = compose(config_name, overrides=overrides)

@@ -19,7 +19,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def job(args):
         from uer.config import compose_config, presets
-        from uer.train.run import pretrain
 
         if args and args[0] in ("-h", "--help"):
             print(USAGE.format(presets=", ".join(presets())))
@@ -30,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
             from omegaconf import OmegaConf
             print(OmegaConf.to_yaml(cfg))
             return 0
+        from uer.train.run import pretrain  # torch and transformers load only for real work
+
         pretrain(cfg)
         return 0
 

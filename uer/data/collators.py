@@ -20,6 +20,8 @@ def make_collator(data_cfg: DictConfig, tokenizer):
     """
     name = data_cfg.processor
     if name in MASKED:
+        if not 0 < data_cfg.mask_prob < 1:
+            raise UerError(f"data.mask_prob={data_cfg.mask_prob}: must be between 0 and 1")
         try:
             return MlmCollator(tokenizer.all_special_ids, tokenizer.pad_token_id, tokenizer.mask_token_id,
                                tokenizer.vocab_size, data_cfg.mask_prob)

@@ -70,7 +70,8 @@ def validated(cfg: DictConfig, schema: type, group: str):
     if unknown:
         raise UerError(f"unknown key {group}.{unknown[0]}; valid keys: {', '.join(valid)}")
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg))
+        values = OmegaConf.to_container(cfg, resolve=True)  # resolved against the whole run config
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or ""
         raise UerError(f"bad value for {group}.{key}: {str(e).splitlines()[0]}") from None

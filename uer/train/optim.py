@@ -22,13 +22,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW (Loshchilov & Hutter 2019), Adam or SGD over :func:`parameter_groups`.
 
-    ``fused=None`` lets torch choose its default implementation for the device.
+    ``fused=None`` uses torch's fused (single-kernel) Adam/AdamW wherever the parameters live on a
+    device that has it (CPU and CUDA): on CPU it is an order of magnitude faster than the default
+    per-tensor loop. Build the optimizer after moving the model to its device.
 
     Raises:
         UerError: unknown optimizer name.
     """
     groups = parameter_groups(model, cfg.weight_decay)
-    extra = {} if cfg.fused is None else {"fused": cfg.fused}
+    fused = cfg.fused
+    if fused is None:
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in model.parameters())
+    extra = {"fused": True} if fused else {}
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **extra)
     if cfg.name == "adam":

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from uer.config import resolve
 from uer.data.collators import make_collator
@@ -19,7 +19,7 @@ from uer.models.build import DEFAULT_ALLOWED, build_model
 from uer.train.checkpoint import list_checkpoints, load_config, load_weights
 from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer, validated
 from uer.train.optim import build_optimizer, build_scheduler
-from uer.train.trainer import Trainer
+from uer.train.trainer import Trainer, pick_device
 
 log = logging.getLogger("uer")
 
@@ -85,6 +85,8 @@ def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
         UerError: the output dir holds a run and resume is not set, nothing to resume, or the saved
             run has another model config.
     """
+    if Path(t.output_dir).exists() and not Path(t.output_dir).is_dir():
+        raise UerError(f"trainer.output_dir={t.output_dir}: exists and is not a directory")
     found = list_checkpoints(Path(t.output_dir))
     if t.resume is None:
         if found:
@@ -118,6 +120,8 @@ def prepare(cfg: DictConfig) -> Trainer:
             from uer.data.tokenizer import Tokenizer
 
             tokenizer = Tokenizer.load(t.init_from)
+    if cfg.data.batch_size < 1:
+        raise UerError(f"data.batch_size={cfg.data.batch_size}: must be >= 1")
     dataset, meta, tokenizer = load_data(cfg.data, tokenizer)
     fill_sizes(cfg.model, tokenizer, meta)
     run_cfg = resolve(cfg)
@@ -126,10 +130,15 @@ def prepare(cfg: DictConfig) -> Trainer:
         if diffs:
             raise UerError(f"trainer.init_from={t.init_from} has another model config ({'; '.join(diffs[:3])})")
     resume_from = resume_point(t, run_cfg.model)
+    longest = meta.get("options", {}).get("seq_length")
+    if longest and "max_seq_length" in run_cfg.model and longest > run_cfg.model.max_seq_length:
+        raise UerError(f"data.seq_length={longest} is longer than model.max_seq_length="
+                       f"{run_cfg.model.max_seq_length}")
 
     model = build_model(run_cfg.model, allowed)
     if init_cfg is not None:
         load_weights(model, Path(t.init_from) / "model.safetensors")
+    model.to(pick_device(t.device))
     optimizer = build_optimizer(model, optim_cfg)
     scheduler = build_scheduler(optimizer, sched_cfg, t.max_steps)
     collate = make_collator(run_cfg.data, tokenizer)
@@ -144,8 +153,8 @@ def prepare(cfg: DictConfig) -> Trainer:
         eval_loader = BatchLoader(dataset, eval_idx, collate, run_cfg.data.batch_size, seed=t.seed,
                                   shuffle=False, drop_last=False)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances", run_cfg.model.name,
-             n_params / 1e6, len(train_idx), len(eval_idx))
+    log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
+             run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
     trainer = Trainer(model, optimizer, scheduler, train_loader, t, Path(t.output_dir), run_cfg,
                       tokenizer, eval_loader)
     if resume_from is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from uer.data.loader import BatchLoader
-from uer.train.checkpoint import load_state, load_weights, prune_checkpoints, save_checkpoint
+from uer.train.checkpoint import list_checkpoints, load_state, load_weights, prune_checkpoints, save_checkpoint
 from uer.train.config import TrainerConfig
 from uer.train.flops import count_flops, peak_flops
 from uer.train.metrics import MetricSums, RunLog
@@ -147,7 +148,17 @@ class Trainer:
         the final evaluation); returns the last logged train metrics and the final eval metrics."""
         cfg = self.cfg
         stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
+        created = not self.output_dir.exists()
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._fit(stop)
+        except BaseException:
+            if created and not list_checkpoints(self.output_dir):  # leave nothing half-written
+                shutil.rmtree(self.output_dir, ignore_errors=True)
+            raise
+
+    def _fit(self, stop: int) -> dict[str, float]:
+        cfg = self.cfg
         run_log = RunLog(self.output_dir)
         peak = peak_flops(self.device, self.dtype)
         sums, last = MetricSums(), {}
