@@ -1,0 +1,128 @@
+"""What every benchmark shares: the setup line, interleaved timing rounds, and one timed training side.
+
+Timing convention (all benchmarks): the compared sides alternate in ``rounds`` rounds, the order
+flipping every round, and the median round of each side is reported, so machine noise (other jobs
+on a shared CPU, thermal state) hits both sides alike. The benchmarks import this file as a sibling
+module (``python benchmarks/<name>.py`` puts ``benchmarks/`` on ``sys.path``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import torch
+import transformers
+
+from uer.train.config import OptimConfig
+from uer.train.flops import count_flops
+from uer.train.optim import build_optimizer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+"""``--precision`` names -> the autocast dtype (fp32: no autocast)."""
+
+
+def cpu_model() -> str:
+    """The ``model name`` line of /proc/cpuinfo (or ``platform.processor()`` where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(threads: int | None = None) -> str:
+    """One line naming the library versions, the torch thread count and the CPU."""
+    threads = torch.get_num_threads() if threads is None else threads
+    return (f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} torch threads, "
+            f"CPU: {cpu_model()} ({os.cpu_count()} logical cores)")
+
+
+def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Call every ``runs[name]()`` (which returns a rate, e.g. tokens/s) once per round, in dict order
+    on even rounds and reversed on odd ones. Returns ``{name: [rate of round 0, 1, ...]}``."""
+    names = list(runs)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            rates[name].append(runs[name]())
+    return rates
+
+
+def add_timing_args(p: argparse.ArgumentParser, steps: int, rounds: int) -> None:
+    """``--rounds`` and ``--threads`` (every benchmark), ``--steps`` with the given default."""
+    p.add_argument("--steps", type=int, default=steps, help="timed steps per side per round")
+    p.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds; the median is reported")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+
+
+def summary(rates: list[float]) -> str:
+    """``"<median> (rounds: r0, r1, ...)"``; integers, or one decimal where the median is below 100."""
+    median = statistics.median(rates)
+    digits = 1 if median < 100 else 0
+    return f"{median:9.{digits}f} (rounds: {', '.join(f'{x:.{digits}f}' for x in rates)})"
+
+
+class Side:
+    """One model under training: ``step(batch, precision)`` is forward, backward, optimizer step and
+    ``zero_grad(set_to_none=True)``; bf16 wraps the forward in ``torch.autocast(<device type>,
+    bfloat16)`` as uer's trainer does. The model and the batches must already be on one device.
+
+    Args:
+        name: label in the report.
+        model: put in train mode (dropout active).
+        optim: the optimizer config; the optimizer is ``uer.train.optim.build_optimizer(model, optim)``
+            for every side, whatever the model's library (two groups, no decay on vectors; fused AdamW
+            on CPU).
+        loss: ``loss(batch) -> scalar tensor``, the model's training loss for a batch.
+        items: ``items(batch) -> int``, what the rate counts (tokens B·S, or images B).
+    """
+
+    def __init__(self, name: str, model: torch.nn.Module, optim: OptimConfig,
+                 loss: Callable[[dict], torch.Tensor], items: Callable[[dict], int]):
+        self.name, self.model, self.loss, self.items = name, model.train(), loss, items
+        self.device = next(model.parameters()).device
+        self.optimizer = build_optimizer(model, optim)
+        self.params = sum(p.numel() for p in model.parameters())
+
+    def forward_backward(self, batch: dict[str, torch.Tensor], precision: str) -> None:
+        ctx = torch.autocast(self.device.type, dtype=DTYPES[precision]) if precision != "fp32" else nullcontext()
+        with ctx:
+            loss = self.loss(batch)
+        loss.backward()
+
+    def step(self, batch: dict[str, torch.Tensor], precision: str) -> None:
+        self.forward_backward(batch, precision)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def flops(self, batch: dict[str, torch.Tensor], precision: str) -> int:
+        """FLOPs of one forward + backward (``uer.train.flops.count_flops``: the matmuls, convolutions
+        and attention products executed); gradients are cleared, weights untouched."""
+        with count_flops() as counter:
+            self.forward_backward(batch, precision)
+        self.optimizer.zero_grad(set_to_none=True)
+        return counter.get_total_flops()
+
+    def rate(self, batches: list[dict[str, torch.Tensor]], steps: int, precision: str) -> float:
+        """Items per second over ``steps`` steps cycling through ``batches`` (on CUDA the clock starts
+        and stops at a ``synchronize``, so exactly the kernels of these steps are counted)."""
+        items = sum(self.items(batches[i % len(batches)]) for i in range(steps))
+        self.synchronize()
+        start = time.perf_counter()
+        for i in range(steps):
+            self.step(batches[i % len(batches)], precision)
+        self.synchronize()
+        return items / (time.perf_counter() - start)
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (CUDA); a no-op on CPU."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
