@@ -90,7 +90,6 @@ def test_preset_sizes():
     ([], "+model=<preset>"),
     (["model=bert_base"], "+model=bert_base"),
     (["+model=bert_huge"], "unknown model preset"),
-    (["+model=bert_base", "trainer.max_stepz=3"], "max_stepz"),
     (["+model=bert_base", "data=nope"], "nope"),
 ])
 def test_bad_model_arguments_are_one_line_errors(args, needle):

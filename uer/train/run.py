@@ -66,10 +66,26 @@ def fill_sizes(model_cfg: DictConfig, tokenizer, meta: dict) -> None:
                            "classes in the data")
 
 
+SIZE_KEYS = ("dim", "emb_dim", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_seq_length", "norm_eps",
+             "image_size", "patch_size", "channels", "num_labels")
+"""Model keys a checkpoint given as ``trainer.init_from`` decides."""
+
+
+def take_sizes(model_cfg: DictConfig, checkpoint_model: DictConfig) -> None:
+    """Copy the checkpoint's sizes (:data:`SIZE_KEYS`) into the preset's model config, so
+    ``+model=bert_base trainer.init_from=<a 6-layer, 384-wide BERT>`` trains that model."""
+    for key in SIZE_KEYS:
+        if key in model_cfg and key in checkpoint_model and model_cfg[key] != checkpoint_model[key]:
+            log.info("model.%s=%s from the checkpoint (the preset says %s)", key, checkpoint_model[key],
+                     model_cfg[key])
+            model_cfg[key] = checkpoint_model[key]
+
+
 def model_differences(a: DictConfig, b: DictConfig, prefix: str = "model") -> list[str]:
-    """Dotted keys whose values differ between two resolved model configs."""
+    """Dotted keys whose values differ between two resolved model configs (the preset's ``name``
+    aside)."""
     diffs = []
-    for key in sorted(set(a) | set(b)):
+    for key in sorted((set(a) | set(b)) - ({"name"} if prefix == "model" else set())):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, DictConfig) and isinstance(vb, DictConfig):
             diffs += model_differences(va, vb, f"{prefix}.{key}")
@@ -113,13 +129,17 @@ def prepare(cfg: DictConfig) -> Trainer:
     allowed = DEFAULT_ALLOWED + tuple(t.allowed_targets)
     torch.manual_seed(t.seed)
 
-    init_cfg, tokenizer = None, None
+    init_dir, init_cfg, tokenizer = None, None, None
     if t.init_from:
-        init_cfg = load_config(t.init_from)
-        if (Path(t.init_from) / "tokenizer.json").is_file():
+        from uer.convert import as_uer_checkpoint
+
+        init_dir = as_uer_checkpoint(t.init_from)  # a Hugging Face directory is converted first
+        init_cfg = load_config(init_dir)
+        take_sizes(cfg.model, init_cfg.model)
+        if (init_dir / "tokenizer.json").is_file():
             from uer.data.tokenizer import Tokenizer
 
-            tokenizer = Tokenizer.load(t.init_from)
+            tokenizer = Tokenizer.load(init_dir)
     if cfg.data.batch_size < 1:
         raise UerError(f"data.batch_size={cfg.data.batch_size}: must be >= 1")
     dataset, meta, tokenizer = load_data(cfg.data, tokenizer)
@@ -131,13 +151,16 @@ def prepare(cfg: DictConfig) -> Trainer:
             raise UerError(f"trainer.init_from={t.init_from} has another model config ({'; '.join(diffs[:3])})")
     resume_from = resume_point(t, run_cfg.model)
     longest = meta.get("options", {}).get("seq_length")
-    if longest and "max_seq_length" in run_cfg.model and longest > run_cfg.model.max_seq_length:
-        raise UerError(f"data.seq_length={longest} is longer than model.max_seq_length="
-                       f"{run_cfg.model.max_seq_length}")
+    if longest and "max_seq_length" in run_cfg.model:
+        position = run_cfg.model.embedding.get("parts", {}).get("position") or {}
+        room = run_cfg.model.max_seq_length - position.get("offset", 0)
+        if longest > room:
+            raise UerError(f"data.seq_length={longest} is longer than the {room} positions of the model "
+                           f"(model.max_seq_length={run_cfg.model.max_seq_length})")
 
     model = build_model(run_cfg.model, allowed)
     if init_cfg is not None:
-        load_weights(model, Path(t.init_from) / "model.safetensors")
+        load_weights(model, init_dir / "model.safetensors")
     model.to(pick_device(t.device))
     optimizer = build_optimizer(model, optim_cfg)
     scheduler = build_scheduler(optimizer, sched_cfg, t.max_steps)

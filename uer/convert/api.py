@@ -1,0 +1,201 @@
+"""``convert(src, dst)``: a Hugging Face model directory <-> a uer checkpoint (DESIGN §6), the
+direction detected from ``src``; and :func:`as_uer_checkpoint` for ``trainer.init_from``.
+
+What a uer checkpoint made by import holds: ``model.safetensors``; ``config.yaml`` whose ``model:``
+section is exactly what ``uer-pretrain +model=<preset> <sizes ...>`` builds, plus a ``convert:``
+section recording the source, its architecture, the uer parameters the architecture lacks (left at
+their seeded initialization: ``initialized``), the source tensors the architecture does not use
+(``unused``, e.g. the pooler in RoBERTa's MLM checkpoints, which transformers ignores too) and the
+config.json entries uer does not model (``hf_config``: label names, token ids, ``use_cache`` ...),
+which an export restores; and the tokenizer. Tensors keep their dtype, so HF -> uer -> HF and
+uer -> HF -> uer are bit-identical (for encoder-only architectures, less the heads they lack).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from uer.config import resolve
+from uer.convert import engine
+from uer.convert.configs import carried, export_head, hf_config_for, read_hf_config, uer_model_config
+from uer.convert.families import FAMILIES
+from uer.convert.files import copy_passed_through, kind_of, read_hf_tokenizer, read_hf_weights, set_input_names, staged
+from uer.convert.spec import Family
+from uer.errors import UerError
+
+log = logging.getLogger("uer")
+
+
+def convert(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
+    """Convert ``src`` (a Hugging Face model directory or a uer checkpoint) into the other format
+    at ``dst``, which must not exist; ``architecture`` picks the Hugging Face class (on import: how
+    to read a config.json that names none or several; on export: the head to write).
+
+    Raises:
+        UerError: bad input (see :func:`hf_to_uer`, :func:`uer_to_hf`); ``dst`` is then not created.
+    """
+    if kind_of(Path(src)) == "hf":
+        return hf_to_uer(src, dst, architecture)
+    return uer_to_hf(src, dst, architecture)
+
+
+def hf_to_uer(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
+    """Write the uer checkpoint of the Hugging Face model in ``src`` to ``dst``.
+
+    Raises:
+        UerError: unsupported model type or architecture, a config feature uer does not model,
+            missing/corrupt weights, weights that do not match the architecture or contradict the
+            config's sizes, an unreadable tokenizer, or an existing ``dst``.
+    """
+    src, dst = Path(src), Path(dst)
+    config, raw = read_hf_config(src)
+    family = FAMILIES[raw["model_type"]]
+    tensors = read_hf_weights(src)
+    head, model_cfg, tensors, unused = _read_as(family, config, tensors, architecture or _declared(raw, src),
+                                                others=architecture is None, where=str(src))
+    model = _seeded_model(model_cfg)
+    state, fresh = engine.to_uer(family, head, tensors, model, engine.num_layers(model_cfg), str(src))
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())
+    model.load_state_dict(state, strict=False)  # engine.to_uer checked the keys and shapes
+    tokenizer = read_hf_tokenizer(src)
+    record = {"source": str(src.resolve()), "architecture": head.architecture, "initialized": fresh,
+              "unused": unused, "hf_config": carried(family, raw)}
+    checkpoint_cfg = OmegaConf.create({"model": OmegaConf.to_container(model_cfg), "convert": record})
+    from uer.train.checkpoint import save_checkpoint
+
+    with staged(dst) as out:
+        save_checkpoint(out, model, checkpoint_cfg, tokenizer, None)
+        copy_passed_through(src, out)
+    notes = [f"not in the source, initialized: {engine.listing(fresh)}"] if fresh else []
+    notes += [f"not used by {head.architecture}, left out: {engine.listing(unused)}"] if unused else []
+    log.info("%s (%s) -> uer checkpoint %s%s", src, head.architecture, dst, "".join(f"; {n}" for n in notes))
+    return dst
+
+
+def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
+    """Write the Hugging Face model directory of the uer checkpoint ``src`` to ``dst``: config.json,
+    model.safetensors, the tokenizer (if the checkpoint has one) and, for causal LMs,
+    generation_config.json.
+
+    Raises:
+        UerError: a model no supported architecture can express exactly (the message says what
+            differs), missing or corrupt weights, or an existing ``dst``.
+    """
+    from uer.data.tokenizer import Tokenizer
+    from uer.models.build import build_model
+    from uer.train.checkpoint import load_config, load_weights
+
+    src, dst = Path(src), Path(dst)
+    cfg = load_config(src)
+    if cfg.get("model") is None:
+        raise UerError(f"{src / 'config.yaml'}: no model section")
+    model_cfg = resolve(cfg.model)
+    record = OmegaConf.to_container(cfg.convert, resolve=False) if cfg.get("convert") else {}
+    family, head = export_head(model_cfg, architecture, record.get("architecture"))
+    model = build_model(model_cfg)
+    weights = src / "model.safetensors"
+    model.to(_stored_dtype(weights))
+    load_weights(model, weights)
+    tensors, dropped = engine.to_hf(family, head, model, engine.num_layers(model_cfg))
+    tokenizer = Tokenizer.load(src) if (src / "tokenizer.json").is_file() else None
+    dtype = next(t.dtype for t in tensors.values() if t.is_floating_point())
+    config = hf_config_for(family, head, model_cfg, record.get("hf_config") or {}, tokenizer, dtype)
+    from safetensors.torch import save_file
+
+    with staged(dst) as out:
+        config.save_pretrained(out)
+        save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save(out, model_max_length=family.max_positions(model_cfg))
+            set_input_names(out, family.input_names)
+        if family.generation:
+            from transformers import GenerationConfig
+
+            GenerationConfig.from_model_config(config).save_pretrained(out)
+        copy_passed_through(src, out)
+    left_out = f"; left out, no place in {head.architecture}: {engine.listing(dropped)}" if dropped else ""
+    log.info("uer checkpoint %s -> %s %s (load it with transformers.%s)%s", src, head.architecture, dst,
+             head.auto_class, left_out)
+    return dst
+
+
+def as_uer_checkpoint(path: str | Path) -> Path:
+    """``trainer.init_from`` as a uer checkpoint: ``path`` itself if it is one, else the conversion
+    of the Hugging Face model there into a temporary checkpoint (removed when the process exits).
+
+    Raises:
+        UerError: ``path`` is neither, or the conversion fails.
+    """
+    path = Path(path)
+    if kind_of(path) == "uer":
+        return path
+    work = Path(tempfile.mkdtemp(prefix="uer-init-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return hf_to_uer(path, work / "checkpoint")
+
+
+def _read_as(family: Family, config, tensors: dict, declared: str, others: bool, where: str):
+    """``(head, uer model config, tensors, unused names)`` for reading ``tensors`` as ``declared``,
+    or, when ``others`` and they do not fit it, as the first other head of the family that they fit
+    (config.json's ``architectures`` is a label; bert-base-uncased says BertForMaskedLM but ships
+    the NSP head too, which BertForPreTraining keeps).
+
+    Raises:
+        UerError: the weights fit no head (the message is the one for ``declared``).
+    """
+    first = family.head(declared)
+    heads = [first] + ([h for h in family.heads if h is not first] if others else [])
+    problem = None
+    for head in heads:
+        model_cfg = uer_model_config(family, head, config)
+        try:
+            matched, unused = engine.match_hf(family, head, tensors, engine.num_layers(model_cfg), where)
+        except UerError as e:
+            problem = problem or e
+            continue
+        if head is not first:
+            log.info("%s: config.json names %s but the weights are a %s; converting them as such", where, declared,
+                     head.architecture)
+        return head, model_cfg, matched, unused
+    raise problem
+
+
+def _declared(raw: dict, src: Path) -> str:
+    names = raw.get("architectures") or []
+    if len(names) != 1:
+        raise UerError(f"{src / 'config.json'}: architectures is {names or 'absent'}; name the one to read "
+                       "with --arch")
+    return names[0]
+
+
+def _seeded_model(model_cfg):
+    """The uer model of ``model_cfg``, initialized from seed 0 without touching the global RNG (the
+    parameters a source lacks keep these values, so a conversion is deterministic)."""
+    from uer.models.build import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_model(model_cfg)
+
+
+def _stored_dtype(path: Path) -> torch.dtype:
+    """The floating dtype of a uer weights file (float32 if it is missing, corrupt or mixed:
+    loading it then reports the problem)."""
+    from safetensors import safe_open
+
+    names = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+    try:
+        with safe_open(str(path), "pt") as f:
+            found = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - not a dict
+    except Exception:  # noqa: BLE001 - load_weights gives the one-line error
+        return torch.float32
+    floats = {names[d] for d in found if d in names}
+    return floats.pop() if len(floats) == 1 else torch.float32

@@ -1,0 +1,167 @@
+"""Configs both ways: a Hugging Face config -> the uer model config that ``uer-pretrain
++model=<preset> ...`` builds, and a uer model config -> the Hugging Face config whose import gives
+it back exactly (anything else is refused, so every export round-trips)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from uer.config import compose_config, resolve
+from uer.convert.engine import listing
+from uer.convert.families import FAMILIES, family_of
+from uer.convert.spec import Family, Head
+from uer.errors import UerError
+
+PRESET_KEY = "uer_preset"
+"""config.json key naming the uer preset of an exported model, written when it is not the family's
+default (``bert_tiny``), so that the round trip restores ``model.name``."""
+TOKEN_IDS = {"pad_token_id": "pad", "bos_token_id": "bos", "eos_token_id": "eos"}
+NOT_CARRIED = ("architectures", "model_type", "transformers_version", "dtype", "torch_dtype", PRESET_KEY)
+TRAINING_ONLY = ("gradient_checkpointing", "weights", "label_field", "name")
+"""uer config keys that do not change the function a model computes; an export ignores them."""
+
+
+def read_hf_config(src: Path):
+    """``(config object, raw config.json dict)`` of a Hugging Face model directory.
+
+    Raises:
+        UerError: missing, unreadable or invalid config.json, or an unknown ``model_type``.
+    """
+    from transformers import AutoConfig
+
+    path = Path(src) / "config.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UerError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UerError(f"{path}: not a readable JSON file ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or "model_type" not in raw:
+        raise UerError(f"{path}: no model_type, so not a Hugging Face model config")
+    family_of(raw["model_type"], str(path))
+    try:
+        config = AutoConfig.for_model(**raw)
+    except Exception as e:  # noqa: BLE001 - transformers raises ValueError/TypeError/KeyError ...
+        raise UerError(f"{path}: invalid config ({str(e).splitlines()[0]})") from None
+    return config, raw
+
+
+def overrides_for(family: Family, head: Head, config, preset: str) -> list[str]:
+    """The ``compose_config`` arguments that build the uer twin of ``config`` with ``head``.
+
+    Raises:
+        UerError: ``config`` uses a feature uer does not model (``family.fixed``, ``family.check``).
+    """
+    for key, allowed in family.fixed.items():
+        value = getattr(config, key, allowed[0])
+        if value not in allowed:
+            raise UerError(f"{family.model_type} config with {key}={value!r} has no uer equivalent "
+                           f"(supported: {', '.join(map(repr, allowed))})")
+    problem = family.check(config)
+    if problem:
+        raise UerError(f"{family.model_type} config with {problem} has no uer equivalent")
+    args = [f"+model={preset}"] + ([f"model/target={head.target}"] if head.target else [])
+    for key in family.config:
+        value = key.to_uer(getattr(config, key.hf, None), config)
+        args.append(f"model.{key.uer}={json.dumps(value)}")
+    return args + list(family.overrides) + list(head.overrides)
+
+
+def uer_model_config(family: Family, head: Head, config, preset: str | None = None) -> DictConfig:
+    """The resolved uer model config of an HF ``config`` read as ``head``."""
+    name = getattr(config, PRESET_KEY, None)
+    preset = preset or (name if name in family.presets else family.presets[0])
+    return resolve(compose_config(overrides_for(family, head, config, preset))).model
+
+
+def carried(family: Family, raw: dict) -> dict:
+    """The entries of a config.json that uer does not model (label names, ``use_cache`` ...): kept
+    in the uer checkpoint so an export restores them."""
+    mapped = {k.hf for k in family.config}
+    return {k: v for k, v in raw.items() if k not in mapped and k not in NOT_CARRIED}
+
+
+def hf_values(family: Family, model_cfg: DictConfig) -> dict:
+    """HF config values of the keys both sides have, plus the preset name when not the default."""
+    values = {k.hf: k.to_hf(OmegaConf.select(model_cfg, k.uer), model_cfg) for k in family.config}
+    if model_cfg.get("name") in family.presets[1:]:
+        values[PRESET_KEY] = model_cfg.name
+    return values
+
+
+def hf_config_for(family: Family, head: Head, model_cfg: DictConfig, extras: dict, tokenizer, dtype):
+    """The HF config object exporting ``model_cfg`` as ``head``.
+
+    Token ids come from ``extras`` (the imported config.json), else from the tokenizer's roles (None
+    for a role it lacks or without a tokenizer), for the families whose config has them.
+
+    Raises:
+        UerError: a mapped value contradicts the tokenizer (RoBERTa's pad id), or the config does not
+            round-trip (it holds settings ``head`` cannot express; the message lists them).
+    """
+    from transformers import AutoConfig
+
+    values = hf_values(family, model_cfg)
+    defined = AutoConfig.for_model(family.model_type).to_dict()
+    extras = dict(extras)
+    if "num_labels" in values and len(extras.get("id2label") or {}) != values["num_labels"]:
+        extras.pop("id2label", None), extras.pop("label2id", None)
+    for key, role in TOKEN_IDS.items():
+        token_id = getattr(tokenizer, f"{role}_token_id", None) if tokenizer is not None else None
+        if key in values:
+            if key not in extras and token_id is not None and token_id != values[key]:
+                raise UerError(f"{family.model_type} needs {key}={values[key]} (from the model config) but the "
+                               f"tokenizer's {role} token has id {token_id}")
+        elif key in extras:
+            values[key] = extras[key]
+        elif key in defined:  # not the class default (GPT-2's 50256): this vocabulary's id, or none
+            values[key] = token_id
+    config = AutoConfig.for_model(family.model_type, **{**extras, **values})
+    config.architectures = [head.architecture]
+    config.dtype = dtype
+    diffs = differences(model_cfg, uer_model_config(family, head, config))
+    if diffs:
+        raise UerError(f"the uer model config has settings {head.architecture} cannot express: {listing(diffs, 3)}")
+    return config
+
+
+def differences(a: DictConfig, b: DictConfig) -> list[str]:
+    """Differing keys of two resolved model configs, training-only keys left out."""
+    from uer.train.run import model_differences
+
+    return [d for d in model_differences(a, b)
+            if not set(d.split(":")[0].split(".")) & set(TRAINING_ONLY)]
+
+
+def export_head(model_cfg: DictConfig, architecture: str | None, recorded: str | None) -> tuple[Family, Head]:
+    """The family and head to export ``model_cfg`` as: ``architecture`` if given, else the head it
+    was imported from (``recorded``) if that still fits, else the first head of the family whose
+    import gives the same config.
+
+    Raises:
+        UerError: no family or head fits; the message says what differs for the closest one.
+    """
+    from transformers import AutoConfig
+
+    families = [f for f in FAMILIES.values() if model_cfg.get("name") in f.presets] or list(FAMILIES.values())
+    heads = [(f, h) for f in families for h in f.heads if architecture in (None, h.architecture)]
+    if architecture and not heads:
+        supported = ", ".join(h.architecture for f in families for h in f.heads)
+        raise UerError(f"architecture {architecture} is not supported for this model; supported: {supported}")
+    best = None
+    for family, head in sorted(heads, key=lambda fh: fh[1].architecture != recorded):
+        try:
+            values = hf_values(family, model_cfg)
+            probe = AutoConfig.for_model(family.model_type, **{**dict.fromkeys(TOKEN_IDS), **values})
+            diffs = differences(model_cfg, uer_model_config(family, head, probe))
+        except Exception as e:  # noqa: BLE001 - a family whose keys this config lacks simply does not fit
+            diffs = [str(e).splitlines()[0] if str(e) else type(e).__name__]
+        if not diffs:
+            return family, head
+        if best is None or len(diffs) < len(best[1]):
+            best = (head, diffs)
+    raise UerError(f"no supported Hugging Face architecture fits this uer model; closest {best[0].architecture} "
+                   f"differs in {listing(best[1], 3)}")
+

@@ -1,0 +1,141 @@
+"""The one engine that applies a family spec to tensors, in either direction, strictly.
+
+Import (Hugging Face -> uer): every tensor of the source must be claimed by a rule, a tie, a
+buffer pattern or the head's list of tensors transformers does not load either, and every tensor a
+rule names must be there; the result must cover the uer model's
+parameters exactly, with the shapes the uer config gives them. Export (uer -> Hugging Face) is the
+same in reverse. Any gap is a :class:`UerError` that lists the keys.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from uer.convert.spec import Family, Head, Rule
+from uer.errors import UerError
+
+
+def listing(keys, limit: int = 6) -> str:
+    """``[a, b, c] (+N more)``: a short, one-line list of keys."""
+    keys = sorted(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return "[" + ", ".join(keys[:limit]) + "]" + more
+
+
+def rules_for(family: Family, head: Head, num_layers: int) -> list[Rule]:
+    """The family's body and ``head`` rules with ``{i}`` expanded over ``num_layers`` layers and the
+    base-model prefix removed from HF names when ``head.base_model``."""
+    out = []
+    for rule in family.body + head.rules:
+        for i in range(num_layers) if "{i}" in rule.uer else [None]:
+            hf = tuple(n.format(i=i) if i is not None else n for n in rule.hf)
+            if head.base_model:
+                hf = tuple(n.removeprefix(family.prefix) for n in hf)
+            out.append(Rule(hf, rule.uer.format(i=i) if i is not None else rule.uer, rule.transform))
+    return out
+
+
+def hf_tied(family: Family, head: Head) -> dict[str, str]:
+    """HF tied tensor -> its source, with the prefix handling of :func:`rules_for`."""
+    if not head.base_model:
+        return dict(head.tied)
+    return {k.removeprefix(family.prefix): v.removeprefix(family.prefix) for k, v in head.tied.items()}
+
+
+def uer_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without the tied copies (``decoder.weight`` of a tied MLM head):
+    the tensors a conversion must account for, each once."""
+    tied = {f"{name}.{local}" if name else local
+            for name, module in model.named_modules() for local in getattr(module, "tied_weights", {})}
+    return {k: v for k, v in model.state_dict().items() if k not in tied}
+
+
+def num_layers(model_cfg) -> int:
+    """Distinct encoder layers of a uer model config: what ``{i}`` runs over (1 when ALBERT shares
+    them)."""
+    return 1 if model_cfg.encoder.get("share_layers") else model_cfg.encoder.num_layers
+
+
+def match_hf(family: Family, head: Head, tensors: dict[str, torch.Tensor], layers: int,
+             where: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Check that HF ``tensors`` are exactly ``head``'s with ``layers`` layers, once buffers
+    (``family.ignored``) and tied copies are set aside.
+
+    Returns:
+        (the tensors under the rules' names, the names of ``head.unused`` tensors that were present:
+        tensors transformers' own ``head`` class does not load either, such as the pooler shipped in
+        RoBERTa's MLM checkpoints).
+
+    Raises:
+        UerError: missing or unmapped tensors, or tied tensors that differ (``where`` names the source).
+    """
+    if head.base_model and tensors and all(k.startswith(family.prefix) for k in tensors):
+        tensors = {k.removeprefix(family.prefix): v for k, v in tensors.items()}
+    tensors = {k: v for k, v in tensors.items() if not any(re.search(p, k) for p in family.ignored)}
+    for tied, source in hf_tied(family, head).items():
+        if tied in tensors:
+            if source in tensors and not torch.equal(tensors[tied], tensors[source]):
+                raise UerError(f"{where}: {tied} differs from {source}; uer ties them, so untied weights "
+                               "cannot be converted")
+            tensors.setdefault(source, tensors.pop(tied))  # old files may hold only the tied name
+    unused = sorted(k for k in tensors if k in head.unused)
+    expected = {name for rule in rules_for(family, head, layers) for name in rule.hf}
+    missing, unmapped = expected - tensors.keys(), tensors.keys() - expected - set(unused)
+    if missing or unmapped:
+        parts = [f"{name} {listing(keys)}" for name, keys in (("missing", missing), ("unmapped", unmapped)) if keys]
+        raise UerError(f"{where}: weights do not match {head.architecture} with this config.json: "
+                       f"{', '.join(parts)}")
+    return {k: v for k, v in tensors.items() if k in expected}, unused
+
+
+def to_uer(family: Family, head: Head, tensors: dict[str, torch.Tensor], model: nn.Module,
+           layers: int, where: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map ``tensors`` (as returned by :func:`match_hf`) onto ``model``'s parameters.
+
+    Returns:
+        (uer name -> tensor, the uer names the architecture lacks, left as initialized).
+
+    Raises:
+        UerError: shapes that contradict the config (``where`` names the source in the message).
+    """
+    rules = rules_for(family, head, layers)
+    state = {rule.uer: rule.transform.to_uer([tensors[n] for n in rule.hf]) for rule in rules}
+    targets = uer_tensors(model)
+    fresh = [k for k in targets if k.startswith(head.uer_only)] if head.uer_only else []
+    _check_cover(targets, state, fresh, head)
+    wrong = [f"{r.hf[0]}{' (fused)' if len(r.hf) > 1 else ''}: weights {tuple(state[r.uer].shape)}, config "
+             f"{tuple(targets[r.uer].shape)}" for r in rules if state[r.uer].shape != targets[r.uer].shape]
+    if wrong:
+        raise UerError(f"{where}: the sizes in config.json contradict the weights in {len(wrong)} tensors, "
+                       f"e.g. {'; '.join(wrong[:2])}")
+    return state, fresh
+
+
+def to_hf(family: Family, head: Head, model: nn.Module, layers: int) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map ``model``'s parameters onto ``head``'s HF tensors (ties not stored, contiguous).
+
+    Returns:
+        (HF name -> tensor, the uer names the architecture has no place for, dropped).
+
+    Raises:
+        UerError: a uer parameter without a rule, or a rule whose parameter the model lacks.
+    """
+    rules = rules_for(family, head, layers)
+    state = uer_tensors(model)
+    dropped = [k for k in state if k.startswith(head.uer_only)] if head.uer_only else []
+    _check_cover(state, {r.uer: None for r in rules}, dropped, head)
+    out = {}
+    for rule in rules:
+        out.update(zip(rule.hf, rule.transform.to_hf(state[rule.uer].detach()), strict=True))
+    return {k: v.contiguous() for k, v in out.items()}, dropped
+
+
+def _check_cover(targets: dict, mapped: dict, exempt: list[str], head: Head) -> None:
+    """The rules' uer names must be exactly the model's parameters less the ``exempt`` ones."""
+    unmapped = targets.keys() - mapped.keys() - set(exempt)
+    unknown = mapped.keys() - targets.keys()
+    if unmapped or unknown:
+        raise UerError(f"the uer model does not fit {head.architecture}: parameters without a place "
+                       f"{listing(unmapped)}, expected but absent {listing(unknown)}")

@@ -1,0 +1,23 @@
+"""The registry of family specs, keyed by Hugging Face ``model_type``."""
+from __future__ import annotations
+
+from uer.convert import albert, bert, gpt2, roberta, vit
+from uer.convert.spec import Family
+from uer.errors import UerError
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (bert.FAMILY, roberta.FAMILY, albert.FAMILY, gpt2.FAMILY,
+                                                         vit.FAMILY)}
+
+
+def family_of(model_type: str, where: str) -> Family:
+    """The spec for ``model_type``; UerError naming ``where`` and the supported types otherwise."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise UerError(f"{where}: model_type {model_type!r} is not supported; supported: "
+                       f"{', '.join(FAMILIES)}") from None
+
+
+def supported() -> str:
+    """One line per family: ``bert: BertForPreTraining, BertForMaskedLM, BertModel``."""
+    return "\n".join(f"  {t}: {', '.join(h.architecture for h in f.heads)}" for t, f in FAMILIES.items())

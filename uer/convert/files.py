@@ -1,0 +1,135 @@
+"""Reading Hugging Face model directories and writing a conversion's output atomically."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from uer.errors import UerError
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+PASSED_THROUGH = ("preprocessor_config.json",)
+"""Files copied as they are in both directions (an image model's preprocessing settings)."""
+
+
+def kind_of(path: Path) -> str:
+    """``"uer"`` for a uer checkpoint (config.yaml), ``"hf"`` for a Hugging Face model (config.json).
+
+    Raises:
+        UerError: ``path`` is not a directory, or holds neither file.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise UerError(f"{path}: {'is a file' if path.exists() else 'no such directory'}, expected a model directory")
+    if (path / "config.yaml").is_file():
+        return "uer"
+    if (path / "config.json").is_file():
+        return "hf"
+    raise UerError(f"{path}: neither a uer checkpoint (config.yaml) nor a Hugging Face model (config.json)")
+
+
+def read_hf_weights(src: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a Hugging Face model directory: ``model.safetensors``, sharded safetensors
+    (``model.safetensors.index.json``) or ``pytorch_model.bin`` (loaded with ``weights_only``).
+
+    Raises:
+        UerError: no weights file, or one that is corrupt or truncated (the message names it).
+    """
+    src = Path(src)
+    found = next((src / name for name in WEIGHT_FILES if (src / name).is_file()), None)
+    if found is None:
+        raise UerError(f"{src}: no weights ({', '.join(WEIGHT_FILES)})")
+    if found.name == "pytorch_model.bin":
+        try:
+            return dict(torch.load(found, map_location="cpu", weights_only=True))
+        except Exception as e:  # noqa: BLE001 - pickle, zip and weights_only errors share no base
+            raise UerError(f"{found}: not a readable PyTorch weights file ({_first_line(e)})") from None
+    shards = [found]
+    if found.name.endswith(".index.json"):
+        try:
+            index = json.loads(found.read_text(encoding="utf-8"))
+            shards = [src / name for name in sorted(set(index["weight_map"].values()))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UerError(f"{found}: not a readable safetensors index ({_first_line(e)})") from None
+    tensors = {}
+    for shard in shards:
+        try:
+            tensors.update(load_file(shard))
+        except (SafetensorError, OSError) as e:
+            raise UerError(f"{shard}: not a readable safetensors file ({_first_line(e)})") from None
+    return tensors
+
+
+def read_hf_tokenizer(src: Path):
+    """The tokenizer of a Hugging Face model directory as a :class:`uer.data.tokenizer.Tokenizer`:
+    ``tokenizer.json``, else ``vocab.json`` + ``merges.txt``, ``vocab.txt`` or a SentencePiece
+    ``spiece.model`` / ``sentencepiece.bpe.model``; None when the directory has none of them.
+
+    Raises:
+        UerError: a tokenizer file that cannot be read.
+    """
+    from uer.data.tokenizer import Tokenizer
+
+    src = Path(src)
+    if (src / "tokenizer.json").is_file():
+        return Tokenizer.load(src)
+    for name in ("vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model"):
+        if (src / name).is_file():
+            return Tokenizer.load(src / name)
+    return None
+
+
+def set_input_names(directory: Path, names: tuple[str, ...]) -> None:
+    """Record in a saved tokenizer's ``tokenizer_config.json`` which fields transformers' tokenizer
+    returns (``model_input_names``), so BERT-style exports give ``token_type_ids`` too."""
+    path = Path(directory) / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["model_input_names"] = list(names)
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def copy_passed_through(src: Path, dst: Path) -> None:
+    """Copy the :data:`PASSED_THROUGH` files that ``src`` has into ``dst``."""
+    for name in PASSED_THROUGH:
+        if (Path(src) / name).is_file():
+            shutil.copyfile(Path(src) / name, Path(dst) / name)
+
+
+@contextlib.contextmanager
+def staged(dst: Path) -> Iterator[Path]:
+    """Yield a path (not yet created) in a staging directory beside ``dst``; what the caller writes
+    there becomes ``dst`` by one rename on success and is removed on any error, so ``dst`` is either
+    complete or absent.
+
+    Raises:
+        UerError: ``dst`` already exists or its parent cannot be written.
+    """
+    dst = Path(dst)
+    if dst.exists():
+        raise UerError(f"{dst}: already exists; choose a new destination")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    except OSError as e:
+        raise UerError(f"{dst}: cannot write ({e.strerror or e})") from None
+    try:
+        yield work / "out"
+        try:
+            os.replace(work / "out", dst)
+        except OSError as e:
+            raise UerError(f"{dst}: cannot create ({e.strerror or e})") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,182 @@
+"""The declarative vocabulary of a conversion spec (DESIGN §6): tensor rules with ``{i}`` layer
+placeholders, transforms that know their inverse, config keys that map both ways, and the heads
+(Hugging Face architectures) of a family. A family file (``bert.py`` ...) is data built from these;
+:mod:`uer.convert.engine` and :mod:`uer.convert.configs` run it in either direction."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from uer.errors import UerError
+
+
+class Transform:
+    """A bijection between ``arity`` Hugging Face tensors and one uer tensor."""
+
+    arity = 1
+
+    def to_uer(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_hf(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+class Identity(Transform):
+    """The same tensor on both sides."""
+
+    def to_uer(self, tensors):
+        return tensors[0]
+
+    def to_hf(self, tensor):
+        return [tensor]
+
+
+class Transpose(Transform):
+    """GPT-2's ``Conv1D`` stores a linear map as (in, out); ``nn.Linear`` as (out, in)."""
+
+    def to_uer(self, tensors):
+        return tensors[0].t().contiguous()
+
+    def to_hf(self, tensor):
+        return [tensor.t().contiguous()]
+
+
+class Concat(Transform):
+    """Separate query/key/value projections <-> the fused ``qkv`` rows [q; k; v] (dim 0) of
+    :class:`uer.layers.attention.MultiHeadAttention`; weights (3D, D) and biases (3D,)."""
+
+    def __init__(self, parts: int = 3):
+        self.arity = parts
+
+    def to_uer(self, tensors):
+        return torch.cat(tensors, dim=0)
+
+    def to_hf(self, tensor):
+        if tensor.shape[0] % self.arity:
+            raise UerError(f"cannot split a tensor of shape {tuple(tensor.shape)} into {self.arity} equal parts")
+        return [t.contiguous() for t in tensor.chunk(self.arity, dim=0)]
+
+
+IDENTITY, TRANSPOSE, QKV = Identity(), Transpose(), Concat(3)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Hugging Face tensor name(s) <-> one uer parameter name. Names may hold ``{i}``, the layer
+    index, expanded over the uer encoder's layers (one layer when ALBERT shares them)."""
+
+    hf: tuple[str, ...]
+    uer: str
+    transform: Transform = IDENTITY
+
+    def __post_init__(self):
+        if len(self.hf) != self.transform.arity:
+            raise ValueError(f"rule for {self.uer}: {len(self.hf)} names for a transform of arity "
+                             f"{self.transform.arity}")
+
+
+def params(hf: str, uer: str, weight: Transform = IDENTITY, bias: Transform = IDENTITY) -> tuple[Rule, ...]:
+    """Rules for the ``weight`` and ``bias`` of one linear map or norm."""
+    return (Rule((f"{hf}.weight",), f"{uer}.weight", weight), Rule((f"{hf}.bias",), f"{uer}.bias", bias))
+
+
+def fused_qkv(q: str, k: str, v: str, uer: str) -> tuple[Rule, ...]:
+    """Rules joining three projections (module paths ``q``, ``k``, ``v``) into ``uer``'s fused qkv."""
+    return tuple(Rule((f"{q}.{p}", f"{k}.{p}", f"{v}.{p}"), f"{uer}.{p}", QKV) for p in ("weight", "bias"))
+
+
+def _same(value, _config):
+    return value
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """A Hugging Face config attribute <-> a key of the uer model config (dotted, under ``model.``).
+
+    ``to_uer(hf_value, hf_config)`` and ``to_hf(uer_value, uer_model_config)`` convert values when
+    the two sides do not store the same number (both identity by default).
+    """
+
+    hf: str
+    uer: str
+    to_uer: Callable[[Any, Any], Any] = _same
+    to_hf: Callable[[Any, Any], Any] = _same
+
+
+@dataclass(frozen=True)
+class Head:
+    """One Hugging Face architecture of a family and how it sits on a uer model.
+
+    Args:
+        architecture: the class name (``BertForPreTraining``), as in config.json's ``architectures``.
+        auto_class: the ``transformers`` Auto class that loads it.
+        target: the uer target config (``conf/model/target/<target>.yaml``) replacing the preset's,
+            or None to keep the preset's.
+        overrides: further uer config overrides this head needs.
+        rules: tensors of the head, HF names written with the family's base-model prefix.
+        tied: HF tensor -> the HF tensor it is tied to (not stored; checked equal on import).
+        uer_only: prefixes of uer parameters the architecture does not have. Import leaves them at
+            their seeded initialization and records them as such; export drops them.
+        base_model: the HF names carry no base-model prefix (``BertModel``, ``ViTModel``).
+        unused: HF tensors found in published checkpoints of this architecture that its
+            ``transformers`` class does not load (RoBERTa's pooler): dropped on import and recorded.
+    """
+
+    architecture: str
+    auto_class: str
+    target: str | None = None
+    overrides: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    tied: dict[str, str] = field(default_factory=dict)
+    uer_only: tuple[str, ...] = ()
+    base_model: bool = False
+    unused: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Family:
+    """A Hugging Face ``model_type`` and the uer presets it corresponds to.
+
+    Args:
+        model_type: config.json's ``model_type``.
+        presets: uer presets of this family; the first is the default on import.
+        prefix: the base-model prefix of HF tensor names (``bert.``).
+        config: the config keys both sides have.
+        fixed: HF config attributes that change the computation in ways uer does not model, with
+            the values uer supports (the first is assumed when the attribute is absent).
+        overrides: uer config overrides every model of the family needs.
+        body: tensor rules of the base model (HF names with ``prefix``).
+        heads: supported architectures; on export the first that fits the uer target is the default.
+        ignored: regexes of HF tensors that are buffers, not weights (dropped on import).
+        max_positions: uer model config -> the tokenizer's ``model_max_length``, or None.
+        check: extra validation of the HF config; returns a problem or None.
+        generation: write a ``generation_config.json`` (causal LMs).
+        input_names: what the exported tokenizer returns (``token_type_ids`` for segment models).
+    """
+
+    model_type: str
+    presets: tuple[str, ...]
+    prefix: str
+    config: tuple[ConfigKey, ...]
+    fixed: dict[str, tuple]
+    body: tuple[Rule, ...]
+    heads: tuple[Head, ...]
+    overrides: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = (r"(^|\.)position_ids$", r"(^|\.)token_type_ids$")
+    max_positions: Callable[[Any], int | None] = lambda model_cfg: None
+    check: Callable[[Any], str | None] = lambda hf_config: None
+    generation: bool = False
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+
+    def head(self, architecture: str) -> Head:
+        """The head called ``architecture``; UerError listing the supported ones otherwise."""
+        for head in self.heads:
+            if head.architecture == architecture:
+                return head
+        names = ", ".join(h.architecture for h in self.heads)
+        raise UerError(f"architecture {architecture} is not supported for model_type {self.model_type}; "
+                       f"supported: {names}")

@@ -1,0 +1,77 @@
+"""ViT (Dosovitskiy et al. 2021) <-> ``transformers`` ``ViTForImageClassification`` / ``ViTModel``.
+
+Tensor names are those ``transformers`` writes (``vit.encoder.layer.{i}.attention.attention.query``
+...; it renames them to its new module layout when loading). ``ViTModel`` has a pooler (dense + tanh
+on the [CLS] vector) and no classifier: it imports into the ViT preset with the cls target's
+``pooler: true``, the classifier left at uer's seeded initialization and listed under
+``convert.initialized``; exporting as ``ViTModel`` drops the classifier again.
+"""
+from __future__ import annotations
+
+from uer.convert.bert import activation
+from uer.convert.spec import ConfigKey, Family, Head, Rule, fused_qkv, params
+from uer.errors import UerError
+
+LAYER = "vit.encoder.layer.{i}"
+
+
+def square(value, _config):
+    """An image or patch size: an int, or a square [h, w]."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise UerError(f"non-square size {list(value)} has no uer equivalent")
+        value = value[0]
+    return int(value)
+
+
+def pooler_check(config) -> str | None:
+    """The problem with a ViT pooler uer cannot hold (its output width must be D), or None."""
+    size = getattr(config, "pooler_output_size", None)
+    if size not in (None, config.hidden_size):
+        return f"pooler_output_size={size} differs from hidden_size={config.hidden_size}"
+    return None
+
+
+FAMILY = Family(
+    model_type="vit",
+    presets=("vit_base_16", "vit_tiny"),
+    prefix="vit.",
+    config=(
+        ConfigKey("hidden_size", "dim"),
+        ConfigKey("num_hidden_layers", "num_layers"),
+        ConfigKey("num_attention_heads", "num_heads"),
+        ConfigKey("intermediate_size", "ffn_dim"),
+        ConfigKey("hidden_act", "encoder.activation", activation),
+        ConfigKey("hidden_dropout_prob", "dropout"),
+        ConfigKey("attention_probs_dropout_prob", "encoder.attention_dropout"),
+        ConfigKey("initializer_range", "init_std"),
+        ConfigKey("layer_norm_eps", "norm_eps"),
+        ConfigKey("image_size", "image_size", square),
+        ConfigKey("patch_size", "patch_size", square),
+        ConfigKey("num_channels", "channels"),
+        ConfigKey("num_labels", "num_labels"),
+    ),
+    fixed={"qkv_bias": (True,), "pooler_act": ("tanh",)},
+    check=pooler_check,
+    body=(
+        Rule(("vit.embeddings.cls_token",), "embedding.patch.cls"),
+        Rule(("vit.embeddings.position_embeddings",), "embedding.patch.position"),
+        *params("vit.embeddings.patch_embeddings.projection", "embedding.patch.proj"),
+        *params(f"{LAYER}.layernorm_before", "encoder.layers.{i}.attention_norm"),
+        *fused_qkv(f"{LAYER}.attention.attention.query", f"{LAYER}.attention.attention.key",
+                   f"{LAYER}.attention.attention.value", "encoder.layers.{i}.attention.qkv"),
+        *params(f"{LAYER}.attention.output.dense", "encoder.layers.{i}.attention.out"),
+        *params(f"{LAYER}.layernorm_after", "encoder.layers.{i}.ffn_norm"),
+        *params(f"{LAYER}.intermediate.dense", "encoder.layers.{i}.ffn.up"),
+        *params(f"{LAYER}.output.dense", "encoder.layers.{i}.ffn.down"),
+        *params("vit.layernorm", "encoder.final_norm"),
+    ),
+    heads=(
+        Head("ViTForImageClassification", "AutoModelForImageClassification",
+             rules=params("classifier", "target.cls.classifier"),
+             unused=("vit.pooler.dense.weight", "vit.pooler.dense.bias")),
+        Head("ViTModel", "AutoModel", overrides=("model.target.cls.pooler=true",),
+             rules=params("vit.pooler.dense", "target.cls.pooler"), uer_only=("target.cls.classifier.",),
+             base_model=True),
+    ),
+)
