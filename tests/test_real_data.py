@@ -70,4 +70,5 @@ def test_minilm_continued_pretraining_and_back(tmp_path):
     assert not any(info.values()), info
     assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
     original = transformers.AutoModel.from_pretrained(minilm.get_model_path())
-    assert not torch.equal(model.bert.encoder.layer[0].output.dense.weight, original.encoder.layer[0].output.dense.weight)
+    trained, start = model.bert.encoder.layer[0].output.dense.weight, original.encoder.layer[0].output.dense.weight
+    assert not torch.equal(trained, start)
