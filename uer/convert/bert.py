@@ -23,17 +23,23 @@ def activation(value, _config):
     return value
 
 
+ENCODER_KEYS = (
+    ConfigKey("hidden_size", "dim"),
+    ConfigKey("num_hidden_layers", "num_layers"),
+    ConfigKey("num_attention_heads", "num_heads"),
+    ConfigKey("intermediate_size", "ffn_dim"),
+    ConfigKey("hidden_act", "encoder.activation", activation),
+    ConfigKey("hidden_dropout_prob", "dropout"),
+    ConfigKey("attention_probs_dropout_prob", "encoder.attention_dropout"),
+)
+"""Encoder sizes and options as BERT-style configs (BERT, RoBERTa, ALBERT, ViT) name them."""
+
+
 def bert_config(emb_dim: bool = False) -> tuple[ConfigKey, ...]:
     """The config keys of BERT-style models (BERT, RoBERTa; ALBERT with ``emb_dim``)."""
     keys = (
         ConfigKey("vocab_size", "vocab_size"),
-        ConfigKey("hidden_size", "dim"),
-        ConfigKey("num_hidden_layers", "num_layers"),
-        ConfigKey("num_attention_heads", "num_heads"),
-        ConfigKey("intermediate_size", "ffn_dim"),
-        ConfigKey("hidden_act", "encoder.activation", activation),
-        ConfigKey("hidden_dropout_prob", "dropout"),
-        ConfigKey("attention_probs_dropout_prob", "encoder.attention_dropout"),
+        *ENCODER_KEYS,
         ConfigKey("max_position_embeddings", "max_seq_length"),
         ConfigKey("type_vocab_size", "embedding.parts.segment.num_segments"),
         ConfigKey("initializer_range", "init_std"),

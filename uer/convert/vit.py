@@ -8,7 +8,7 @@ on the [CLS] vector) and no classifier: it imports into the ViT preset with the 
 """
 from __future__ import annotations
 
-from uer.convert.bert import activation
+from uer.convert.bert import ENCODER_KEYS
 from uer.convert.spec import ConfigKey, Family, Head, Rule, fused_qkv, params
 from uer.errors import UerError
 
@@ -37,13 +37,7 @@ FAMILY = Family(
     presets=("vit_base_16", "vit_tiny"),
     prefix="vit.",
     config=(
-        ConfigKey("hidden_size", "dim"),
-        ConfigKey("num_hidden_layers", "num_layers"),
-        ConfigKey("num_attention_heads", "num_heads"),
-        ConfigKey("intermediate_size", "ffn_dim"),
-        ConfigKey("hidden_act", "encoder.activation", activation),
-        ConfigKey("hidden_dropout_prob", "dropout"),
-        ConfigKey("attention_probs_dropout_prob", "encoder.attention_dropout"),
+        *ENCODER_KEYS,
         ConfigKey("initializer_range", "init_std"),
         ConfigKey("layer_norm_eps", "norm_eps"),
         ConfigKey("image_size", "image_size", square),
