@@ -107,3 +107,17 @@ def test_output_dir_with_a_run_needs_resume(small_corpus, tmp_path):
         prepare(compose_config(args))
     with pytest.raises(UerError, match="another model config"):
         prepare(compose_config(args + ["trainer.resume=auto", "model.ffn_dim=256"]))
+
+
+@pytest.mark.slow
+def test_compile_option_really_compiles(small_corpus, tmp_path):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    args = run_args("bert_tiny", small_corpus, tmp_path / "compiled", 3, "data.batch_size=4", "model.dropout=0",
+                    "trainer.log_every=1")
+    compiled = pretrain(compose_config(args + ["trainer.compile=true"]))
+    assert counters["frames"]["ok"] > 0  # dynamo captured graphs (the FLOP-counted first step runs eager)
+    eager = pretrain(compose_config(run_args("bert_tiny", small_corpus, tmp_path / "eager", 3, "data.batch_size=4",
+                                             "model.dropout=0", "trainer.log_every=1")))
+    assert abs(compiled["loss"] - eager["loss"]) < 1e-3

@@ -112,10 +112,14 @@ class Trainer:
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def train_step(self, micro_batches: list[dict[str, torch.Tensor]], sums: MetricSums) -> torch.Tensor | None:
+    def train_step(self, micro_batches: list[dict[str, torch.Tensor]], sums: MetricSums,
+                   eager: bool = False) -> torch.Tensor | None:
         """One optimizer step over ``micro_batches``; returns the gradient norm (before clipping)
         or None when clipping is off. Each micro-batch's loss is normalized by the number of
-        predictions in the whole step, so accumulation equals one large batch."""
+        predictions in the whole step, so accumulation equals one large batch. ``eager`` bypasses
+        ``torch.compile`` (for the step whose FLOPs are counted: a compiled module first called
+        under a dispatch mode is never compiled)."""
+        forward = self.model if eager else self.forward
         totals: dict[str, torch.Tensor] = {}
         for batch in micro_batches:
             for name, n in self.model.num_items(batch).items():
@@ -123,7 +127,7 @@ class Trainer:
         step_loss = 0.0
         for batch in micro_batches:
             with self.autocast():
-                out = self.forward(batch)
+                out = forward(batch)
             loss = out.loss_over(totals)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             sums.add(out.metrics)
@@ -177,7 +181,7 @@ class Trainer:
                 micro = [self.to_device(b) for b in host]
                 if self.flops_per_step is None:
                     with count_flops() as counter:
-                        norm = self.train_step(micro, sums)
+                        norm = self.train_step(micro, sums, eager=True)
                     self.flops_per_step = counter.get_total_flops()
                 else:
                     norm = self.train_step(micro, sums)
