@@ -64,7 +64,10 @@ def hf_to_uer(src: str | Path, dst: str | Path, architecture: str | None = None)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model.to(dtypes.pop())
-    model.load_state_dict(state, strict=False)  # engine.to_uer checked the keys and shapes
+    loaded = model.load_state_dict(state, strict=False)  # the initialized heads are not in state
+    left = set(loaded.missing_keys) - set(fresh) - (set(model.state_dict()) - set(engine.uer_tensors(model)))
+    if left or loaded.unexpected_keys:
+        raise UerError(f"{src}: conversion left {sorted(left)[:5]} unset and {loaded.unexpected_keys[:5]} unused")
     tokenizer = read_hf_tokenizer(src)
     record = {"source": str(src.resolve()), "architecture": head.architecture, "initialized": fresh,
               "unused": unused, "hf_config": carried(family, raw)}
