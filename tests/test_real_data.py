@@ -17,14 +17,20 @@ def records(out, split):
             if json.loads(line)["split"] == split]
 
 
-def test_bert_mini_mlm_accuracy_rises_on_clue(shared_data, tmp_path):
-    out = tmp_path / "bert_mini"
+def train_on_clue(shared_data, tmp_path, preset: str, corpus: str, lr: float):
+    """300 steps of ``preset`` on a shared Chinese corpus with the Google Chinese vocabulary, as a
+    user would run it; returns the (train, eval) metric records."""
+    out = tmp_path / preset
     pretrain(compose_config([
-        "+model=bert_mini", f"data.corpus={shared_data / 'corpora' / 'CLUECorpusSmall_bert_sampled.txt'}",
+        f"+model={preset}", f"data.corpus={shared_data / 'corpora' / corpus}",
         f"data.tokenizer={shared_data / 'vocab' / 'google_zh_vocab.txt'}", "trainer.max_steps=300",
-        "trainer.eval_every=100", "trainer.save_every=0", "trainer.progress=false", "optim.lr=5e-4",
+        "trainer.eval_every=100", "trainer.save_every=0", "trainer.progress=false", f"optim.lr={lr}",
         f"trainer.output_dir={out}"]))
-    train, evals = records(out, "train"), records(out, "eval")
+    return records(out, "train"), records(out, "eval")
+
+
+def test_bert_mini_mlm_accuracy_rises_on_clue(shared_data, tmp_path):
+    train, evals = train_on_clue(shared_data, tmp_path, "bert_mini", "CLUECorpusSmall_bert_sampled.txt", 5e-4)
     # chance is 1/21128; within 300 steps the model reaches the unigram plateau (~5% accuracy,
     # MLM loss near the corpus's unigram entropy of 6.6 nats) from a start of ln(21128) = 10 nats
     assert train[0]["mlm/acc"] < 0.01
@@ -34,13 +40,7 @@ def test_bert_mini_mlm_accuracy_rises_on_clue(shared_data, tmp_path):
 
 
 def test_gpt2_tiny_lm_loss_falls_on_clue(shared_data, tmp_path):
-    out = tmp_path / "gpt2_tiny"
-    pretrain(compose_config([
-        "+model=gpt2_tiny", f"data.corpus={shared_data / 'corpora' / 'CLUECorpusSmall_sampled.txt'}",
-        f"data.tokenizer={shared_data / 'vocab' / 'google_zh_vocab.txt'}", "trainer.max_steps=300",
-        "trainer.eval_every=100", "trainer.save_every=0", "trainer.progress=false", "optim.lr=1e-3",
-        f"trainer.output_dir={out}"]))
-    train, evals = records(out, "train"), records(out, "eval")
+    train, evals = train_on_clue(shared_data, tmp_path, "gpt2_tiny", "CLUECorpusSmall_sampled.txt", 1e-3)
     # from ln(21128) = 10 nats to the unigram plateau (6.6 nats) and beyond chance by far
     assert train[0]["loss"] > 9.0
     assert evals[-1]["loss"] < train[0]["loss"] - 2.5
