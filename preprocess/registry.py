@@ -11,8 +11,12 @@ from uer.errors import UerError
 from uer.preprocess.causal_lm import CausalLmProcessor
 from uer.preprocess.full_sentences import FullSentencesProcessor
 from uer.preprocess.images import ImageProcessor
+from uer.preprocess.parallel import ParallelProcessor
+from uer.preprocess.prefix_lm import PrefixLmProcessor
 from uer.preprocess.processor import Processor
+from uer.preprocess.sentence_blocks import SentenceBlocksProcessor
 from uer.preprocess.sentence_pair import NspProcessor, SopProcessor
+from uer.preprocess.span_corruption import SpanCorruptionProcessor
 
 PROCESSORS: dict[str, type[Processor]] = {
     "bert": NspProcessor,
@@ -20,11 +24,17 @@ PROCESSORS: dict[str, type[Processor]] = {
     "mlm": FullSentencesProcessor,
     "lm": CausalLmProcessor,
     "image": ImageProcessor,
+    "t5": SpanCorruptionProcessor,
+    "bart": SentenceBlocksProcessor,
+    "gsg": SentenceBlocksProcessor,
+    "mt": ParallelProcessor,
+    "prefixlm": PrefixLmProcessor,
 }
 """Processor name (``data.processor``) -> its options dataclass."""
 
 TRAINING_KEYS = frozenset({
     "dataset", "batch_size", "eval_samples", "num_workers", "mask_prob", "image_size", "channels",
+    "decoder_start", "mask_ratio", "poisson_lambda", "permute_ratio", "gap_ratio", "gap_selection",
 })
 """``data.*`` keys read at training time (loader, collator), which preprocessing ignores."""
 

@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 from uer.data.causal import LmCollator
 from uer.data.images import ImageCollator
 from uer.data.masking import MlmCollator
+from uer.data.seq2seq_collators import SEQ2SEQ, make_seq2seq_collator
 from uer.errors import UerError
 
 MASKED = ("bert", "albert", "mlm")
@@ -13,7 +14,8 @@ MASKED = ("bert", "albert", "mlm")
 
 def make_collator(data_cfg: DictConfig, tokenizer):
     """The collator for ``data_cfg.processor``: dynamic MLM masking for bert/albert/mlm, padding
-    with ignored labels for lm, decode + resize for image.
+    with ignored labels for lm, decode + resize for image; the denoising and sequence-to-sequence
+    collators of `uer.data.seq2seq_collators` for t5, bart, gsg, mt and prefixlm.
 
     Raises:
         UerError: unknown processor, or a tokenizer without the special tokens the objective needs.
@@ -34,4 +36,6 @@ def make_collator(data_cfg: DictConfig, tokenizer):
         return LmCollator(pad)
     if name == "image":
         return ImageCollator(data_cfg.image_size, data_cfg.channels)
+    if name in SEQ2SEQ:
+        return make_seq2seq_collator(data_cfg, tokenizer)
     raise UerError(f"data.processor={name}: no collator for it")

@@ -13,6 +13,11 @@ produces from the shipped corpus ``kjv.txt`` (King James Bible):
   lowercase=False, min_frequency=2)``: 8000 entries; ``<|endoftext|>``=0 is the bos, eos and pad token.
 
 Regenerate a shipped file with ``train_tokenizer(name).backend.save("uer/data/default/<name>.json")``.
+
+Two additions serve encoder-decoder objectives: sentinel tokens for T5 span corruption
+(`Tokenizer.sentinel_ids`, `Tokenizer.add_sentinels`), and an optional target-side tokenizer
+(`Tokenizer.target`, e.g. Chinese for English->Chinese translation) that is saved, loaded and
+fingerprinted together with the source one, in a ``tgt_tokenizer/`` sub-directory.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from uer.errors import UerError
 
 ROLES = ("cls", "sep", "mask", "pad", "unk", "bos", "eos")
 """The special-token roles a tokenizer may define."""
+SENTINEL_FORMATS = ("<extra_id_{}>", "extra{}")
+"""Sentinel token names looked for when none is configured: T5's and the ``extraN`` of UER's vocabularies."""
+TARGET_DIR = "tgt_tokenizer"
+"""Sub-directory holding the target-side tokenizer of a saved tokenizer."""
 
 # Naming conventions of BERT, RoBERTa/fairseq, SentencePiece and GPT-2, used only to infer the roles of
 # a vocabulary that does not state them; the first name present in the vocabulary wins.
@@ -48,11 +57,13 @@ class Tokenizer:
 
     `backend` does the work; `special_tokens` maps role -> token string for the roles that exist
     (a subset of `ROLES`). Padding and truncation of the backend are switched off: data processors
-    decide lengths and add special tokens themselves. Raises `UerError` if a role is unknown or its
-    token is not in the vocabulary.
+    decide lengths and add special tokens themselves. `target`, when set, tokenizes the target side
+    of parallel data (machine translation); `vocab_size` and the roles are the source side's.
+    Raises `UerError` if a role is unknown or its token is not in the vocabulary.
     """
 
-    def __init__(self, backend: tokenizers.Tokenizer, special_tokens: dict[str, str]):
+    def __init__(self, backend: tokenizers.Tokenizer, special_tokens: dict[str, str],
+                 target: "Tokenizer | None" = None):
         unknown = sorted(set(special_tokens) - set(ROLES))
         if unknown:
             raise UerError(f"unknown special-token role(s) {unknown}; expected some of {list(ROLES)}")
@@ -63,6 +74,7 @@ class Tokenizer:
         backend.no_truncation()
         self.backend = backend
         self.special_tokens = {role: special_tokens[role] for role in ROLES if role in special_tokens}
+        self.target = target
 
     @classmethod
     def load(cls, spec: str | Path, lowercase: bool | None = None) -> "Tokenizer":
@@ -71,6 +83,7 @@ class Tokenizer:
         - ``builtin:<name>``: a tokenizer shipped with uer (``kjv-wordpiece``, ``kjv-bpe``);
         - a ``tokenizer.json``, or a directory holding one; roles come from a ``tokenizer_config.json``
           / ``special_tokens_map.json`` beside it (Hugging Face layout), else from conventional names;
+          a directory's ``tgt_tokenizer/`` sub-directory, if any, becomes `target`;
         - ``VOCAB,MERGES``, or a byte-level BPE vocabulary (JSON object, or one token per line in id
           order) whose sibling named with "merges" for "vocab" exists (e.g. vocab.json + merges.txt);
         - a SentencePiece ``.model`` (unigram or BPE; needs the ``sentencepiece`` package);
@@ -91,7 +104,10 @@ class Tokenizer:
         if path.is_dir():
             if not (path / "tokenizer.json").is_file():
                 raise _fail(path, "directory holds no tokenizer.json")
-            path = path / "tokenizer.json"
+            tokenizer = cls._from_json(path / "tokenizer.json")
+            if (path / TARGET_DIR).is_dir():
+                tokenizer.target = cls.load(path / TARGET_DIR)
+            return tokenizer
         elif not path.exists():
             raise _fail(path, "no such file or directory")
         if path.suffix == ".model":
@@ -139,7 +155,8 @@ class Tokenizer:
 
         The result loads with `Tokenizer.load(directory)` and offline with Hugging Face
         ``AutoTokenizer.from_pretrained(directory)`` (class PreTrainedTokenizerFast), which gives the
-        same ids. `model_max_length` (tokens) is recorded for transformers when given.
+        same ids. `model_max_length` (tokens) is recorded for transformers when given. A `target`
+        tokenizer is saved the same way into ``directory/tgt_tokenizer``.
         Raises `UerError` if the directory cannot be written.
         """
         out = Path(directory)
@@ -154,6 +171,8 @@ class Tokenizer:
             (out / "special_tokens_map.json").write_text(json.dumps(roles, indent=2) + "\n", encoding="utf-8")
         except OSError as e:
             raise _fail(out, f"cannot write ({e.strerror or e})") from None
+        if self.target is not None:
+            self.target.save(out / TARGET_DIR, model_max_length)
 
     @property
     def vocab_size(self) -> int:
@@ -190,12 +209,39 @@ class Tokenizer:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     def fingerprint(self) -> str:
-        """SHA-256 hex digest of the serialized backend and the roles: equal for equal tokenizers."""
+        """SHA-256 hex digest of the serialized backend, the roles and the target tokenizer's
+        fingerprint: equal for equal tokenizers."""
         payload = self.backend.to_str() + "\n" + json.dumps(self.special_tokens, sort_keys=True)
+        if self.target is not None:
+            payload += "\ntarget " + self.target.fingerprint()
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
+    def sentinel_ids(self, token_format: str | None = None) -> list[int]:
+        """Ids of the sentinel tokens ``token_format.format(0)``, ``.format(1)``, ... up to the first
+        one missing from the vocabulary, in sentinel order (T5's ``<extra_id_0>`` first). None tries
+        `SENTINEL_FORMATS` in turn (``<extra_id_N>``, then ``extraN``); a vocabulary's own tokens can
+        be named explicitly, e.g. ``"[unused{}]"``. Returns [] when there is none.
+        """
+        for fmt in (token_format,) if token_format else SENTINEL_FORMATS:
+            ids = []
+            while (token_id := self.backend.token_to_id(fmt.format(len(ids)))) is not None:
+                ids.append(token_id)
+            if ids:
+                return ids
+        return []
+
+    def add_sentinels(self, count: int = 100) -> None:
+        """Add ``<extra_id_0>`` ... ``<extra_id_{count-1}>`` as special tokens, numbered as in T5
+        (Raffel et al. 2020; Hugging Face's T5Tokenizer): ``<extra_id_0>`` gets the highest new id.
+        Raises `UerError` if the tokenizer already has ``<extra_id_N>`` tokens."""
+        if self.sentinel_ids(SENTINEL_FORMATS[0]):
+            raise UerError("tokenizer: already has <extra_id_N> sentinel tokens")
+        self.backend.add_special_tokens([AddedToken(SENTINEL_FORMATS[0].format(i), special=True, normalized=False)
+                                         for i in reversed(range(count))])
+
     def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self.vocab_size}, special_tokens={self.special_tokens})"
+        target = f", target={self.target!r}" if self.target is not None else ""
+        return f"Tokenizer(vocab_size={self.vocab_size}, special_tokens={self.special_tokens}{target})"
 
     # --- importers -----------------------------------------------------------------------------
 
