@@ -20,6 +20,9 @@ SPECIALS = {  # role -> token; the ids are the positions in each list
     "roberta": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
     "albert": ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
     "gpt2": ["<|endoftext|>"],
+    "t5": ["<pad>", "</s>", "<unk>"],
+    "pegasus": ["<pad>", "</s>", "<unk>"],
+    "bart": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
 }
 ROLES = {"[PAD]": "pad", "[UNK]": "unk", "[CLS]": "cls", "[SEP]": "sep", "[MASK]": "mask", "<s>": "cls",
          "<pad>": "pad", "</s>": "sep", "<unk>": "unk", "<mask>": "mask"}
@@ -94,6 +97,11 @@ def hf_tokenizer(family: str):
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     if family == "gpt2":
         roles = {"bos_token": specials[0], "eos_token": specials[0], "unk_token": specials[0]}
+    elif family in ("t5", "pegasus"):
+        roles = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    elif family == "bart":
+        roles = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
+                 "mask_token": "<mask>"}
     else:
         roles = {f"{ROLES[t]}_token": t for t in specials}
     return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, **roles)

@@ -12,7 +12,8 @@ from uer.models import build_model
 
 CONF = importlib.resources.files("uer.conf")
 EXPECTED = {"bert_base", "bert_mini", "bert_tiny", "roberta_base", "albert_base", "gpt2", "gpt2_tiny",
-            "vit_base_16", "vit_tiny"}
+            "vit_base_16", "vit_tiny", "t5_small", "t5_base", "t5_v1_1_small", "bart_base", "pegasus_base",
+            "transformer_base"}
 
 
 def sized(preset: str) -> list[str]:
@@ -38,7 +39,8 @@ def test_preset_builds_and_runs_forward(preset):
     processor = cfg.data.processor
     targets = set(cfg.model.target) - {"_target_", "weights"}
     assert {"bert": {"mlm", "sp"}, "albert": {"mlm", "sp"}, "mlm": {"mlm"}, "lm": {"lm"},
-            "image": {"cls"}}[processor] == targets
+            "image": {"cls"}, "t5": {"lm"}, "bart": {"lm"}, "gsg": {"lm"}, "mt": {"lm"},
+            "prefixlm": {"lm"}}[processor] == targets
 
 
 @pytest.mark.parametrize("group,option", [

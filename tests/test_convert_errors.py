@@ -40,12 +40,12 @@ def fails(src, dst, match: str, architecture=None) -> None:
 
 
 def test_unsupported_architecture_and_model_type(hf_dir, tmp_path):
-    edit_config(hf_dir, architectures=["BertForSequenceClassification"])
-    fails(hf_dir, tmp_path / "out", "BertForSequenceClassification is not supported.*BertForMaskedLM")
+    edit_config(hf_dir, architectures=["BertForMultipleChoice"])
+    fails(hf_dir, tmp_path / "out", "BertForMultipleChoice is not supported.*BertForMaskedLM")
     edit_config(hf_dir, architectures=[])
     fails(hf_dir, tmp_path / "out", "--arch")
-    edit_config(hf_dir, model_type="t5")
-    fails(hf_dir, tmp_path / "out", "model_type 't5' is not supported; supported: bert, roberta")
+    edit_config(hf_dir, model_type="llama")
+    fails(hf_dir, tmp_path / "out", "model_type 'llama' is not supported; supported: bert, roberta")
 
 
 def test_directory_without_weights(hf_dir, tmp_path):

@@ -24,16 +24,18 @@ def listing(keys, limit: int = 6) -> str:
     return "[" + ", ".join(keys[:limit]) + "]" + more
 
 
-def rules_for(family: Family, head: Head, num_layers: int) -> list[Rule]:
-    """The family's body and ``head`` rules with ``{i}`` expanded over ``num_layers`` layers and the
-    base-model prefix removed from HF names when ``head.base_model``."""
+def rules_for(family: Family, head: Head, layers: dict[str, int]) -> list[Rule]:
+    """The family's body and ``head`` rules with each layer placeholder expanded over its stack's
+    layers (``{i}``: encoder, ``{j}``: decoder; see :func:`num_layers`) and the base-model prefix
+    removed from HF names when ``head.base_model``."""
     out = []
     for rule in family.body + head.rules:
-        for i in range(num_layers) if "{i}" in rule.uer else [None]:
-            hf = tuple(n.format(i=i) if i is not None else n for n in rule.hf)
+        key = next((k for k in layers if "{" + k + "}" in rule.uer), None)
+        for n in range(layers[key]) if key else [None]:
+            hf = tuple(name.format(**{key: n}) if key else name for name in rule.hf)
             if head.base_model:
-                hf = tuple(n.removeprefix(family.prefix) for n in hf)
-            out.append(Rule(hf, rule.uer.format(i=i) if i is not None else rule.uer, rule.transform))
+                hf = tuple(name.removeprefix(family.prefix) for name in hf)
+            out.append(Rule(hf, rule.uer.format(**{key: n}) if key else rule.uer, rule.transform))
     return out
 
 
@@ -52,15 +54,17 @@ def uer_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k not in tied}
 
 
-def num_layers(model_cfg) -> int:
-    """Distinct encoder layers of a uer model config: what ``{i}`` runs over (1 when ALBERT shares
-    them)."""
-    return 1 if model_cfg.encoder.get("share_layers") else model_cfg.encoder.num_layers
+def num_layers(model_cfg) -> dict[str, int]:
+    """What the rules' layer placeholders run over: ``{"i": distinct encoder layers (1 when ALBERT
+    shares them), "j": decoder layers (0 without a decoder)}``."""
+    decoder = model_cfg.get("decoder")
+    return {"i": 1 if model_cfg.encoder.get("share_layers") else model_cfg.encoder.num_layers,
+            "j": decoder.num_layers if decoder is not None else 0}
 
 
-def match_hf(family: Family, head: Head, tensors: dict[str, torch.Tensor], layers: int,
+def match_hf(family: Family, head: Head, tensors: dict[str, torch.Tensor], layers: dict[str, int],
              where: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Check that HF ``tensors`` are exactly ``head``'s with ``layers`` layers, once buffers
+    """Check that HF ``tensors`` are exactly ``head``'s with ``layers`` (:func:`num_layers`), once buffers
     (``family.ignored``) and tied copies are set aside.
 
     Returns:
@@ -91,7 +95,7 @@ def match_hf(family: Family, head: Head, tensors: dict[str, torch.Tensor], layer
 
 
 def to_uer(family: Family, head: Head, tensors: dict[str, torch.Tensor], model: nn.Module,
-           layers: int, where: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+           layers: dict[str, int], where: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Map ``tensors`` (as returned by :func:`match_hf`) onto ``model``'s parameters.
 
     Returns:
@@ -113,7 +117,8 @@ def to_uer(family: Family, head: Head, tensors: dict[str, torch.Tensor], model: 
     return state, fresh
 
 
-def to_hf(family: Family, head: Head, model: nn.Module, layers: int) -> tuple[dict[str, torch.Tensor], list[str]]:
+def to_hf(family: Family, head: Head, model: nn.Module, layers: dict[str, int]
+          ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Map ``model``'s parameters onto ``head``'s HF tensors (ties not stored, contiguous).
 
     Returns:

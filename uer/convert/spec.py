@@ -61,13 +61,24 @@ class Concat(Transform):
         return [t.contiguous() for t in tensor.chunk(self.arity, dim=0)]
 
 
-IDENTITY, TRANSPOSE, QKV = Identity(), Transpose(), Concat(3)
+class Row(Transform):
+    """A (1, N) row on the Hugging Face side, an (N,) vector on uer's (BART's ``final_logits_bias``
+    buffer <-> the LM head's output bias)."""
+
+    def to_uer(self, tensors):
+        return tensors[0].squeeze(0)
+
+    def to_hf(self, tensor):
+        return [tensor.unsqueeze(0)]
+
+
+IDENTITY, TRANSPOSE, QKV, KV, ROW = Identity(), Transpose(), Concat(3), Concat(2), Row()
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Hugging Face tensor name(s) <-> one uer parameter name. Names may hold ``{i}``, the layer
-    index, expanded over the uer encoder's layers (one layer when ALBERT shares them)."""
+    """Hugging Face tensor name(s) <-> one uer parameter name. Names may hold ``{i}``, the encoder
+    layer index (one layer when ALBERT shares them), or ``{j}``, the decoder layer index."""
 
     hf: tuple[str, ...]
     uer: str
@@ -84,9 +95,20 @@ def params(hf: str, uer: str, weight: Transform = IDENTITY, bias: Transform = ID
     return (Rule((f"{hf}.weight",), f"{uer}.weight", weight), Rule((f"{hf}.bias",), f"{uer}.bias", bias))
 
 
-def fused_qkv(q: str, k: str, v: str, uer: str) -> tuple[Rule, ...]:
-    """Rules joining three projections (module paths ``q``, ``k``, ``v``) into ``uer``'s fused qkv."""
-    return tuple(Rule((f"{q}.{p}", f"{k}.{p}", f"{v}.{p}"), f"{uer}.{p}", QKV) for p in ("weight", "bias"))
+def fused_qkv(q: str, k: str, v: str, uer: str, bias: bool = True) -> tuple[Rule, ...]:
+    """Rules joining three projections (module paths ``q``, ``k``, ``v``) into ``uer``'s fused qkv
+    (weights, and biases unless ``bias`` is False)."""
+    kinds = ("weight", "bias") if bias else ("weight",)
+    return tuple(Rule((f"{q}.{p}", f"{k}.{p}", f"{v}.{p}"), f"{uer}.{p}", QKV) for p in kinds)
+
+
+def cross_attention(q: str, k: str, v: str, out: str, uer: str, bias: bool = True) -> tuple[Rule, ...]:
+    """Rules of a cross-attention block (module paths of the q, k, v and output projections) onto
+    uer's ``q``, fused ``kv`` (rows [k; v]) and ``out`` under ``uer``."""
+    kinds = ("weight", "bias") if bias else ("weight",)
+    return tuple(rule for p in kinds for rule in (
+        Rule((f"{q}.{p}",), f"{uer}.q.{p}"), Rule((f"{k}.{p}", f"{v}.{p}"), f"{uer}.kv.{p}", KV),
+        Rule((f"{out}.{p}",), f"{uer}.out.{p}")))
 
 
 def _same(value, _config):

@@ -1,5 +1,4 @@
-"""Decoders: ``forward(y: (B, T, D), y_mask, memory: (B, S, D), memory_mask) -> (B, T, D)``.
+"""Decoders: ``forward(y: (B, T, D), y_mask, memory: (B, S, D), memory_mask, cache=None) -> (B, T, D)``."""
+from uer.decoders.transformer import TransformerDecoder
 
-The Transformer decoder (self-attention + cross-attention) arrives with the encoder-decoder presets
-(T5, BART); :class:`uer.models.Model` already takes ``tgt_embedding`` and ``decoder`` parts.
-"""
+__all__ = ["TransformerDecoder"]

@@ -3,6 +3,8 @@ from uer.embeddings.embedding import Embedding
 from uer.embeddings.patch import PatchEmbedding
 from uer.embeddings.position import PositionEmbedding
 from uer.embeddings.segment import SegmentEmbedding
+from uer.embeddings.sinusoidal import SinusoidalPositionEmbedding
 from uer.embeddings.word import WordEmbedding
 
-__all__ = ["Embedding", "PatchEmbedding", "PositionEmbedding", "SegmentEmbedding", "WordEmbedding"]
+__all__ = ["Embedding", "PatchEmbedding", "PositionEmbedding", "SegmentEmbedding", "SinusoidalPositionEmbedding",
+           "WordEmbedding"]

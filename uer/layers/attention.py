@@ -1,71 +1,132 @@
-"""Multi-head self-attention through ``torch.nn.functional.scaled_dot_product_attention``
-(Vaswani et al. 2017), and the mask forms SDPA expects."""
+"""Multi-head attention through ``torch.nn.functional.scaled_dot_product_attention`` (Vaswani et al.
+2017): self-attention with a fused q/k/v projection and cross-attention to an encoder memory, and the
+mask forms SDPA expects (fully visible, causal, prefix; with or without a key/value cache)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-PATTERNS = ("fully_visible", "causal")
+from uer.layers.kv_cache import KVCache
+
+PATTERNS = ("fully_visible", "causal", "prefix")
 
 
-def attention_mask(mask: torch.Tensor | None, pattern: str, length: int) -> tuple[torch.Tensor | None, bool]:
+def attention_mask(mask: torch.Tensor | None, pattern: str, length: int, past: int = 0,
+                   prefix: torch.Tensor | None = None, explicit: bool = False
+                   ) -> tuple[torch.Tensor | None, bool]:
     """Turn a padding mask and an attention pattern into SDPA's ``(attn_mask, is_causal)``.
 
+    Queries are the ``length`` newest positions ``past .. past + length - 1``; keys are all
+    ``past + length`` positions (``past`` > 0 when earlier keys come from a :class:`KVCache`).
+
     Args:
-        mask: (B, S) bool, True = real token, or None when no position is padding.
-        pattern: ``fully_visible`` (BERT, ViT) or ``causal`` (GPT).
-        length: S.
+        mask: (B, past + length) bool, True = real token, or None when no position is padding.
+        pattern: ``fully_visible`` (BERT, ViT, T5 encoder), ``causal`` (GPT, decoders) or ``prefix``
+            (Raffel et al. 2020 / UniLM: prefix positions see the whole prefix, the others are causal).
+        length: number of query positions.
+        past: number of cached key positions before them.
+        prefix: (B, past + length) bool, True = prefix (source) position; required for ``prefix``.
+        explicit: never answer with ``is_causal=True``; return the bool mask instead (for callers that
+            add a position bias).
 
     Returns:
         ``attn_mask``: None (nothing to mask, the fastest SDPA path), or a bool tensor broadcastable
-        to (B, H, S, S) where True = may attend; ``is_causal``: True when SDPA should apply the causal
-        pattern itself (only when there is no padding mask).
+        to (B, H, length, past + length) where True = may attend; ``is_causal``: True when SDPA should
+        apply the causal pattern itself (square, no padding mask, not ``explicit``).
 
     Raises:
-        ValueError: unknown pattern.
+        ValueError: unknown pattern, or ``prefix`` pattern without ``prefix``.
     """
     if pattern not in PATTERNS:
         raise ValueError(f"unknown attention pattern {pattern!r}; choose one of {', '.join(PATTERNS)}")
-    if mask is None:
-        return None, pattern == "causal"
-    keys = mask[:, None, None, :].bool()  # (B, 1, 1, S)
-    if pattern == "causal":
-        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-        keys = keys & causal
-    return keys, False
+    if pattern == "prefix" and prefix is None:
+        raise ValueError("the prefix attention pattern needs the prefix positions (token_type_ids == 0)")
+    keys = None if mask is None else mask[:, None, None, :].bool()  # (B, 1, 1, K)
+    if pattern == "fully_visible" or (pattern == "causal" and length == 1):
+        return keys, False
+    if pattern == "causal" and keys is None and past == 0 and not explicit:
+        return None, True
+    device = mask.device if mask is not None else (prefix.device if prefix is not None else None)
+    q = torch.arange(past, past + length, device=device)[:, None]
+    visible = torch.arange(past + length, device=device)[None, :] <= q  # (length, K)
+    if pattern == "prefix":
+        visible = visible | prefix[:, None, None, :].bool()
+    return visible if keys is None else keys & visible, False
+
+
+def with_bias(attn_mask: torch.Tensor | None, bias: torch.Tensor) -> torch.Tensor:
+    """Fold a bool ``attn_mask`` (True = may attend) into an additive position ``bias`` (1, H, T, K):
+    masked entries get the dtype's lowest value, as in the T5 reference, so rows never become NaN."""
+    if attn_mask is None:
+        return bias
+    return bias.masked_fill(~attn_mask, torch.finfo(bias.dtype).min)
 
 
 class MultiHeadAttention(nn.Module):
-    """Self-attention with a fused q/k/v projection.
+    """Self-attention with a fused q/k/v projection, or cross-attention (``cross``) with a query
+    projection ``q`` and a fused key/value projection ``kv`` applied to the memory.
 
-    Shapes: x (B, S, D) -> (B, S, D); ``qkv`` holds the query, key and value weights stacked as
-    rows [q; k; v] of a (3D, D) matrix.
+    Shapes: x (B, T, D) [, memory (B, S, D)] -> (B, T, D). ``qkv`` holds the query, key and value
+    weights stacked as rows [q; k; v] of a (3·H·Dh, D) matrix; ``kv`` the rows [k; v].
 
     Args:
-        dim: model width D (divisible by ``num_heads``).
+        dim: model width D.
         num_heads: H.
         dropout: attention-probability dropout (active in training only).
         bias: biases on the projections.
+        head_dim: Dh (default D / H; T5 v1.1 has H·Dh != D).
+        scale: factor on q·k (default Dh^-0.5; T5 uses 1.0, its init absorbs the scaling).
+        cross: cross-attention to a memory instead of self-attention.
 
     Raises:
-        ValueError: ``dim`` is not divisible by ``num_heads``.
+        ValueError: ``head_dim`` not given and ``dim`` not divisible by ``num_heads``.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 head_dim: int | None = None, scale: float | None = None, cross: bool = False):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        if head_dim is None:
+            if dim % num_heads:
+                raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            head_dim = dim // num_heads
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim
         self.dropout = dropout
-        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
-        self.out = nn.Linear(dim, dim, bias=bias)
+        self.scale = scale
+        self.cross = cross
+        inner = num_heads * head_dim
+        if cross:
+            self.q = nn.Linear(dim, inner, bias=bias)
+            self.kv = nn.Linear(dim, 2 * inner, bias=bias)
+        else:
+            self.qkv = nn.Linear(dim, 3 * inner, bias=bias)
+        self.out = nn.Linear(inner, dim, bias=bias)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
-        """x: (B, S, D); attn_mask and is_causal as returned by :func:`attention_mask`."""
-        b, s, d = x.shape
-        q, k, v = self.qkv(x).view(b, s, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    def _heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
+        """(B, T, parts·H·Dh) -> (parts, B, H, T, Dh)."""
+        b, t, _ = x.shape
+        return x.view(b, t, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                memory: torch.Tensor | None = None, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+        """x: (B, T, D); ``attn_mask``/``is_causal`` from :func:`attention_mask` (a float mask is
+        added to the scores: a position bias); ``memory`` (B, S, D) for cross-attention. With a
+        ``cache``, self-attention appends this step's keys/values to layer ``index``'s and attends to
+        all of them; cross-attention computes the memory's keys/values once and reuses them."""
+        b, t, _ = x.shape
+        if self.cross:
+            (q,) = self._heads(self.q(x), 1)
+            kv = cache.cross(index) if cache is not None else None
+            if kv is None:
+                kv = tuple(self._heads(self.kv(memory), 2))
+                if cache is not None:
+                    cache.set_cross(index, *kv)
+            k, v = kv
+        else:
+            q, k, v = self._heads(self.qkv(x), 3)
+            if cache is not None:
+                k, v = cache.update(index, k, v)
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.out(h.transpose(1, 2).reshape(b, s, d))
+                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+        return self.out(h.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))

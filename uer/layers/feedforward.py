@@ -27,7 +27,8 @@ def get_activation(name: str):
 
 
 class FeedForward(nn.Module):
-    """``W2 · act(W1 · x)`` or, when ``gated``, ``W2 · (act(Wg · x) * W1 · x)``.
+    """``W2 · act(W1 · x)`` or, when ``gated``, ``W2 · (act(Wg · x) * W1 · x)`` (T5 v1.1's gated GELU
+    has ``gate`` = ``wi_0``, ``up`` = ``wi_1``).
 
     Shapes: (B, S, D) -> (B, S, D) with an inner width ``ffn_dim``.
 
@@ -36,18 +37,21 @@ class FeedForward(nn.Module):
         ffn_dim: inner width.
         activation: a name from :data:`ACTIVATIONS`.
         dropout: dropout probability on the output.
+        activation_dropout: dropout on the inner activations (BART's ``activation_dropout``; T5
+            applies its dropout rate there too).
         bias: whether the linear maps have biases.
         gated: use a gated linear unit (GEGLU / SwiGLU by ``activation``).
     """
 
     def __init__(self, dim: int, ffn_dim: int, activation: str = "gelu", dropout: float = 0.0,
-                 bias: bool = True, gated: bool = False):
+                 bias: bool = True, gated: bool = False, activation_dropout: float = 0.0):
         super().__init__()
         self.act = get_activation(activation)
         self.up = nn.Linear(dim, ffn_dim, bias=bias)
         self.gate = nn.Linear(dim, ffn_dim, bias=bias) if gated else None
         self.down = nn.Linear(ffn_dim, dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
+        self.activation_dropout = nn.Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, S, D) -> (B, S, D)."""
@@ -55,4 +59,4 @@ class FeedForward(nn.Module):
             h = self.act(self.up(x))
         else:
             h = self.act(self.gate(x)) * self.up(x)
-        return self.dropout(self.down(h))
+        return self.dropout(self.down(self.activation_dropout(h)))

@@ -4,13 +4,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from uer.layers.kv_cache import KVCache
 from uer.targets.output import TargetOutput
 
 
 class Model(nn.Module):
     """Embedding -> encoder [-> target embedding + decoder] -> target.
 
-    ``forward(batch) -> TargetOutput``; ``encode(batch) -> (hidden: (B, S, D), mask: (B, S) bool | None)``.
+    ``forward(batch) -> TargetOutput``; ``encode(batch) -> (hidden: (B, S, D), mask: (B, S) bool | None)``;
+    seq2seq: ``decode(batch, memory, memory_mask) -> (B, T, D)``; ``logits(hidden) -> (B, T, V)``.
+
+    Incremental decoding (generation) passes a :class:`~uer.layers.kv_cache.KVCache` to ``encode``
+    (causal stacks, GPT-2) or ``decode`` (encoder-decoders); the batch then holds only the new ids and
+    a mask over all cached + new positions, and positions continue from the cache's length unless the
+    batch gives ``position_ids`` / ``decoder_position_ids``.
+
+    A prefix LM's encoder (``mask: prefix``) gets ``prefix=token_type_ids == 0`` from ``encode``:
+    source positions (type 0) see each other, target positions (type 1) are causal.
 
     Weight tying is declared by the parts, not coded per model: any submodule with a
     ``tied_weights`` dict ``{local parameter name: dotted model path}`` (e.g. an MLM head's
@@ -66,18 +76,60 @@ class Model(nn.Module):
                                      f"to {path} {tuple(source.shape)}")
                 setattr(holder, leaf, source)
 
-    def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Source side: batch -> (hidden (B, S, D), mask (B, S) bool or None)."""
+    def encode(self, batch: dict[str, torch.Tensor], cache: KVCache | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Source side: batch -> (hidden (B, S, D), mask (B, S) bool or None). With a ``cache``
+        (causal encoders only) ``hidden`` covers the new positions and ``mask`` all positions."""
+        batch = _continue_positions(batch, "input_ids", "position_ids", cache)
         x, mask = self.embedding(batch)
-        return self.encoder(x, mask), mask
+        kwargs = {} if cache is None else {"cache": cache}
+        if getattr(self.encoder, "mask", None) == "prefix":
+            types = batch.get("token_type_ids")
+            kwargs["prefix"] = None if types is None else types == 0
+        return self.encoder(x, mask, **kwargs), mask
+
+    def decode(self, batch: dict[str, torch.Tensor], memory: torch.Tensor, memory_mask: torch.Tensor | None,
+               cache: KVCache | None = None) -> torch.Tensor:
+        """Target side of a seq2seq model: ``decoder_input_ids`` (B, T) [and ``decoder_attention_mask``]
+        with the encoder's ``memory`` (B, S, D) and ``memory_mask`` (B, S) -> (B, T, D).
+
+        Raises:
+            ValueError: the model has no decoder.
+        """
+        if self.decoder is None:
+            raise ValueError("this model has no decoder (not an encoder-decoder)")
+        batch = _continue_positions(batch, "decoder_input_ids", "decoder_position_ids", cache)
+        y, y_mask = self.tgt_embedding(batch)
+        return self.decoder(y, y_mask, memory, memory_mask, cache=cache)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, V) through the target's LM head (the first target part with ``logits``).
+
+        Raises:
+            ValueError: no target part has an LM head.
+        """
+        for part in (self.target, *self.target.children()):
+            if callable(getattr(part, "logits", None)):
+                return part.logits(hidden)
+        raise ValueError("the model's target has no LM head (logits)")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TargetOutput:
         hidden, mask = self.encode(batch)
         if self.decoder is not None:
-            y, y_mask = self.tgt_embedding(batch)
-            hidden = self.decoder(y, y_mask, hidden, mask)
+            hidden = self.decode(batch, hidden, mask)
         return self.target(hidden, batch)
 
     def num_items(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Target name -> number of predictions in the batch (see :class:`uer.targets.Targets`)."""
         return self.target.num_items(batch)
+
+
+def _continue_positions(batch: dict[str, torch.Tensor], ids_field: str, field: str,
+                        cache: KVCache | None) -> dict[str, torch.Tensor]:
+    """``batch`` with ``field`` = past .. past + T - 1 (B, T) when a non-empty ``cache`` is given and
+    the batch has no explicit positions, so new tokens continue the cached positions."""
+    if cache is None or cache.length == 0 or field in batch:
+        return batch
+    ids = batch[ids_field]
+    pos = torch.arange(cache.length, cache.length + ids.shape[1], device=ids.device)
+    return {**batch, field: pos.expand(ids.shape[0], -1)}

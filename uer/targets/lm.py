@@ -1,4 +1,5 @@
-"""Causal language modeling (Radford et al. 2019): predict token t+1 from positions ≤ t."""
+"""Language modeling heads: causal LM (Radford et al. 2019), predicting token t+1 from positions ≤ t,
+and the seq2seq decoder LM (Vaswani et al. 2017; T5, BART), predicting label t at decoder position t."""
 from __future__ import annotations
 
 import torch
@@ -9,35 +10,52 @@ from uer.targets.output import TargetOutput, accuracy
 
 
 class LmTarget(nn.Module):
-    """Next-token prediction. ``labels`` (B, S) are the input ids themselves (-100 = ignore, e.g.
-    padding); position t is scored against ``labels[:, t + 1]``, as in Hugging Face's causal LMs.
+    """Token prediction over ``labels`` (-100 = ignore, e.g. padding or a prefix LM's source).
+
+    With ``shift`` (causal LM) ``labels`` (B, S) are the input ids themselves and position t is scored
+    against ``labels[:, t + 1]``, as in Hugging Face's causal LMs. Without it (seq2seq) ``labels``
+    (B, T) are aligned with ``decoder_input_ids``: position t is scored against ``labels[:, t]``, as in
+    Hugging Face's ``*ForConditionalGeneration``.
 
     ``forward(hidden: (B, S, D), batch) -> TargetOutput``; ``logits['lm']``: (N, V) for the N scored
-    positions in row-major order.
+    positions in row-major order. ``logits(hidden: (..., D)) -> (..., V)`` for generation.
 
     Args:
         dim: D.  vocab_size: V.
-        bias: bias on the output projection (GPT-2 has none).
+        bias: bias on the output projection (GPT-2 and T5 have none; BART's ``final_logits_bias``).
         tie_decoder_to: dotted path of a (V, D) model parameter to share (the word embedding), or None.
         label_field: batch key of the labels.
+        shift: causal-LM alignment (True) or seq2seq alignment (False).
+        scale_input: multiply the hidden state by D^-0.5 before the projection (T5 v1.0, whose head
+            is the word embedding; not T5 v1.1).
     """
 
     def __init__(self, dim: int, vocab_size: int, bias: bool = False, tie_decoder_to: str | None = None,
-                 label_field: str = "labels"):
+                 label_field: str = "labels", shift: bool = True, scale_input: bool = False):
         super().__init__()
         self.decoder = nn.Linear(dim, vocab_size, bias=bias)
         self.tied_weights = {"decoder.weight": tie_decoder_to} if tie_decoder_to else {}
         self.label_field = label_field
+        self.shift = shift
+        self.input_scale = dim ** -0.5 if scale_input else None
+
+    def _labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch[self.label_field]
+        return labels[:, 1:] if self.shift else labels
 
     def num_items(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Number of scored positions (scalar)."""
-        return (batch[self.label_field][:, 1:] != -100).sum()
+        return (self._labels(batch) != -100).sum()
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., V)."""
+        return self.decoder(hidden if self.input_scale is None else hidden * self.input_scale)
 
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> TargetOutput:
-        labels = batch[self.label_field][:, 1:]
+        labels = self._labels(batch)
         selected = labels != -100
-        h = hidden[:, :-1][selected]
+        h = (hidden[:, :-1] if self.shift else hidden)[selected]
         y = labels[selected]
-        logits = self.decoder(h)
+        logits = self.logits(h)
         loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
         return TargetOutput.single("lm", loss_sum, selected.sum(), logits, {"acc": accuracy(logits, y)})
