@@ -1,0 +1,102 @@
+"""``uer-generate CHECKPOINT (--prompt TEXT ... | --input FILE) [--output FILE] [options]``: text from
+a causal LM or encoder-decoder checkpoint, one output line per prompt."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from uer.cli.common import run_command
+from uer.errors import UerError
+
+DESCRIPTION = """Generates text with a uer checkpoint (or a Hugging Face model directory, converted on the
+fly): a causal LM (gpt2 presets) continues each prompt, an encoder-decoder (t5, bart) maps each
+source line to an output. Prompts come from --prompt (repeatable) or --input (one per line); the
+outputs, decoded up to the end-of-text token, go to stdout or --output, one line per prompt, in
+order. A causal LM prompt is started with the tokenizer's bos token, as documents are in training."""
+
+EPILOG = """examples:
+  uer-generate outputs/gpt2_tiny/<run>/checkpoints/step_0000030 --prompt "In the beginning"
+  uer-generate CKPT --input prompts.txt --output out.txt --strategy beam --num-beams 4
+  uer-generate CKPT --prompt "And God said" --strategy sample --top-p 0.9 --temperature 0.8 --seed 1"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="uer-generate", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a uer checkpoint directory or a Hugging Face model directory")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeat for several)")
+    source.add_argument("--input", metavar="FILE", help="a UTF-8 file with one prompt per line")
+    p.add_argument("--output", metavar="FILE", help="write the outputs here instead of stdout")
+    p.add_argument("--strategy", choices=("greedy", "beam", "sample"), default="greedy")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--num-beams", type=int, default=4, help="beam width (--strategy beam)")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam score = sum log p / length ** this (> 0 favours longer outputs)")
+    p.add_argument("--temperature", type=float, default=1.0, help="(--strategy sample)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens")
+    p.add_argument("--top-p", type=float, default=None, help="sample among the smallest set with mass >= p")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--decoder-start-token-id", type=int, default=None, metavar="ID",
+                   help="first decoder input of an encoder-decoder (default: from the checkpoint)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence each step (slow)")
+    p.add_argument("--allow-target", action="append", default=[], metavar="PREFIX",
+                   help="trust classes under this _target_ prefix in the checkpoint config (besides uer.)")
+    return p
+
+
+def read_prompts(path: str) -> list[str]:
+    """The lines of a UTF-8 prompt file.
+
+    Raises:
+        UerError: missing, unreadable, not UTF-8 or without lines.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UerError(f"--input {path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise UerError(f"--input {path}: not UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise UerError(f"--input {path}: cannot read ({e.strerror})") from None
+    if not lines:
+        raise UerError(f"--input {path}: no prompts (the file is empty)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+
+    def job(args):
+        options = parser().parse_args(args)
+        prompts = options.prompt if options.prompt else read_prompts(options.input)
+        from uer.generation.text import generate_text, load_generator
+        from uer.train.trainer import pick_device
+
+        model, tokenizer, start = load_generator(options.checkpoint, options.allow_target)
+        if options.decoder_start_token_id is not None:
+            start = options.decoder_start_token_id
+        outputs = generate_text(
+            model, tokenizer, prompts, batch_size=options.batch_size, device=pick_device(options.device),
+            decoder_start_token_id=start,
+            max_new_tokens=options.max_new_tokens, strategy=options.strategy, num_beams=options.num_beams,
+            length_penalty=options.length_penalty, temperature=options.temperature, top_k=options.top_k,
+            top_p=options.top_p, seed=options.seed, use_cache=not options.no_cache)
+        text = "".join(line + "\n" for line in outputs)
+        if options.output:
+            try:
+                Path(options.output).write_text(text, encoding="utf-8")
+            except OSError as e:
+                raise UerError(f"--output {options.output}: cannot write ({e.strerror})") from None
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    return run_command(job, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
