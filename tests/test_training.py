@@ -13,12 +13,18 @@ from uer.config import compose_config, presets, resolve
 from uer.models import build_model
 from uer.train.run import prepare, pretrain
 
+from conftest import SHARED_DATA
+
 FAST = ["trainer.progress=false", "trainer.eval_every=0", "data.eval_samples=4", "data.num_proc=1"]
 
 
 def run_args(preset: str, corpus: Path, out: Path, steps: int, *extra: str) -> list[str]:
     args = [f"+model={preset}", f"trainer.output_dir={out}", f"trainer.max_steps={steps}", *FAST]
-    if compose_config([f"+model={preset}"]).data.processor != "image":
+    processor = compose_config([f"+model={preset}"]).data.processor
+    if processor == "mt":  # a parallel corpus: English<TAB>Chinese
+        args += [f"data.corpus={SHARED_DATA / 'corpora' / 'news-commentary-v13-en-zh_sampled.txt'}",
+                 "data.seq_length=32", "data.vocab_size=2000"]
+    elif processor != "image":
         args += [f"data.corpus={corpus}", "data.seq_length=32"]
     return args + list(extra)
 
@@ -121,3 +127,48 @@ def test_compile_option_really_compiles(small_corpus, tmp_path):
     eager = pretrain(compose_config(run_args("bert_tiny", small_corpus, tmp_path / "eager", 3, "data.batch_size=4",
                                              "model.dropout=0", "trainer.log_every=1")))
     assert abs(compiled["loss"] - eager["loss"]) < 1e-3
+
+
+def poison_step(trainer, bad_step: int) -> None:
+    """Make the loss of the first try of optimizer step ``bad_step`` (1-based) NaN, as a numerical
+    fault would (once: a skipped step is retried with the next batch)."""
+    forward, hit = trainer.forward, []
+
+    def poisoned(batch):
+        out = forward(batch)
+        if trainer.step + 1 == bad_step and not hit:
+            hit.append(True)
+            for term in out.terms.values():
+                term.loss_sum = term.loss_sum * float("nan")
+        return out
+
+    trainer.forward = poisoned
+
+
+def test_nonfinite_step_is_skipped_and_counted(small_corpus, tmp_path, caplog):
+    args = run_args("bert_tiny", small_corpus, tmp_path / "run", 5, "data.batch_size=4", "trainer.log_every=1",
+                    "trainer.on_nonfinite=skip")
+    trainer = prepare(compose_config(args))
+    poison_step(trainer, 3)
+    with caplog.at_level("WARNING", logger="uer"):
+        metrics = trainer.fit()
+    assert trainer.step == 5 and trainer.skipped_steps == 1 and trainer.scheduler.last_epoch == 5
+    assert "step 3: non-finite loss or gradient norm; step skipped (1 so far" in caplog.text
+    assert metrics["skipped_steps"] == 1 and math.isfinite(metrics["loss"])
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+    assert "NaN" not in (tmp_path / "run" / "metrics.jsonl").read_text()
+
+
+def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(small_corpus, tmp_path):
+    from uer.train.trainer import NonFiniteError
+
+    out = tmp_path / "run"
+    args = run_args("bert_tiny", small_corpus, out, 8, "data.batch_size=4", "trainer.log_every=1",
+                    "trainer.save_every=2")
+    trainer = prepare(compose_config(args))  # trainer.on_nonfinite=stop is the default
+    poison_step(trainer, 3)
+    with pytest.raises(NonFiniteError, match=r"step 3: non-finite .* last good checkpoint: .*step_0000002"):
+        trainer.fit()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000002"]
+    assert all(torch.isfinite(v).all() for v in weights(out).values())
+    assert "NaN" not in (out / "metrics.jsonl").read_text()

@@ -1,6 +1,13 @@
-"""``uer-pretrain +model=<preset> [key=value ...]``: pretrain a model (see the README)."""
+"""``uer-pretrain +model=<preset> [key=value ...]``: pretrain a model (see the README).
+
+Under ``torchrun --nproc_per_node=N -m uer.cli.pretrain ...`` every process runs this; only rank 0
+logs and prints errors. Exit status: 0 done, 2 bad input (``error: ...``), 143 stopped by SIGTERM
+after writing a checkpoint (resume with ``trainer.resume=auto``).
+"""
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 from uer.cli.common import run_command
@@ -11,7 +18,10 @@ Pretrains a model preset on the embedded King James Bible corpus, or on your dat
   uer-pretrain +model=bert_mini data.corpus=my.txt data.tokenizer=vocab.txt trainer.max_steps=1000
 Swap parts or groups: model/target=mlm data=mlm optim=sgd scheduler=cosine
 Print the composed config and exit: --cfg
+On N processes: torchrun --nproc_per_node=N -m uer.cli.pretrain +model=<preset> [trainer.strategy=fsdp2]
 Presets: {presets}"""
+PREEMPTED = 143
+"""Exit status after SIGTERM (128 + 15), once the checkpoint of the last finished step is written."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +39,23 @@ def main(argv: list[str] | None = None) -> int:
             from omegaconf import OmegaConf
             print(OmegaConf.to_yaml(cfg))
             return 0
+        from uer.errors import UerError
         from uer.train.run import pretrain  # torch and transformers load only for real work
+        from uer.train.trainer import Preempted
 
-        pretrain(cfg)
+        main_rank = os.environ.get("RANK", "0") == "0"
+        if not main_rank:
+            logging.getLogger("uer").setLevel(logging.WARNING)
+        try:
+            pretrain(cfg)
+        except Preempted as e:
+            if main_rank:
+                print(f"{e}; continue with trainer.resume=auto", file=sys.stderr)
+            return PREEMPTED
+        except UerError:
+            if main_rank:
+                raise
+            return 2  # every rank raises the same error; rank 0 prints it
         return 0
 
     return run_command(job, argv)

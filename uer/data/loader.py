@@ -76,7 +76,12 @@ class BatchLoader:
         return n // global_batch if self.drop_last else -(-n // global_batch)
 
     def plan(self, epoch: int) -> list[np.ndarray]:
-        """This rank's row ids for every batch of ``epoch``."""
+        """This rank's row ids for every batch of ``epoch``: global batch ``b`` is rows
+        ``[b·G, (b+1)·G)`` of the epoch's order (G = ``batch_size·world_size``), and rank ``r`` takes
+        its ``r``-th slice. With ``drop_last=False`` the final, shorter global batch is split evenly
+        (shares differ by at most one row), and a rank whose share is empty gets a filler (see
+        :meth:`last_is_filler`), so every rank has ``len(self)`` batches: collectives inside the
+        model (FSDP2) run the same number of times on every rank."""
         order = self.indices
         if self.shuffle:
             order = order[np.random.default_rng([self.seed, epoch]).permutation(len(order))]
@@ -84,10 +89,18 @@ class BatchLoader:
         batches = []
         for b in range(len(self)):
             chunk = order[b * global_batch:(b + 1) * global_batch]
-            mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-            if len(mine):
-                batches.append(mine)
+            if len(chunk) == global_batch:
+                batches.append(chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size])
+            else:
+                mine = np.array_split(chunk, self.world_size)[self.rank]
+                batches.append(mine if len(mine) else chunk[:1])
         return batches
+
+    def last_is_filler(self) -> bool:
+        """True when this rank's last batch of each epoch is a filler (a row of another rank, to be
+        computed but not counted): the final global batch has fewer rows than there are ranks."""
+        tail = len(self.indices) % (self.batch_size * self.world_size)
+        return not self.drop_last and 0 < tail <= self.rank
 
     def epoch_batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of one epoch from batch ``start`` on (does not move the saved position)."""
@@ -105,16 +118,21 @@ class BatchLoader:
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict[str, int]:
-        """Position to resume from: the epoch and how many of its batches were consumed."""
+        """Position to resume from: the epoch and how many of its global batches were consumed
+        (``samples``: rows of the epoch's order consumed by all ranks together). Every rank is at
+        the same position, since a batch is a pure function of (seed, epoch, index, rank); so one
+        state describes every rank, and a run resumed with another number of processes but the same
+        global batch (``batch_size·world_size``) continues at the same global sample."""
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "world_size": self.world_size, "batch_size": self.batch_size}
+                "world_size": self.world_size, "batch_size": self.batch_size,
+                "samples": self.position * self.batch_size * self.world_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a :meth:`state_dict`.
 
         Raises:
             ValueError: the saved position was made with another seed or global batch size, so the
-                same samples cannot be replayed.
+                same samples cannot be replayed (another world size is fine).
         """
         saved = state["batch_size"] * state["world_size"]
         if state["seed"] != self.seed or saved != self.batch_size * self.world_size:

@@ -6,30 +6,51 @@ Layout of ``<output_dir>/checkpoints/step_<N>/``::
     config.yaml              the resolved run config (model, data, optim, scheduler, trainer)
     tokenizer.json, tokenizer_config.json
     state/                   what resuming needs: optimizer.pt, scheduler.pt, rng.pt (tensors and
-                             plain containers only, loaded with weights_only=True) and trainer.json
+                             plain containers only, loaded with weights_only=True) and trainer.json;
+                             rng_<rank>.pt per further process; under FSDP2 dcp/ holds the model and
+                             optimizer shards (torch.distributed.checkpoint) instead of optimizer.pt
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
+import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import _remove_duplicate_names, load_model, save_file
 from torch import nn
 
 from uer.errors import UerError
+from uer.train import distributed
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
+SAVE_DELAY_ENV = "UER_TEST_SAVE_DELAY"
+"""Seconds to pause inside a checkpoint write, after the files are in the temp dir and before the
+rename that completes it: the point where the crash-safety tests kill a run."""
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
-    """Write ``model``'s parameters and buffers to a safetensors file (tied tensors once)."""
-    save_model(model, str(path))
+def save_weights(model: nn.Module, path: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``model``'s parameters and buffers (or ``state_dict``, the same names as full tensors,
+    e.g. gathered from FSDP2 shards) to a safetensors file, tied tensors once under the name
+    ``safetensors.torch.save_model`` keeps, so :func:`load_weights` reads either."""
+    if state_dict is None:
+        state_dict = model.state_dict()
+    else:  # let tied entries share storage again, as in model.state_dict()
+        first: dict[int, str] = {}
+        for name, param in model.named_parameters(remove_duplicate=False):
+            state_dict[name] = state_dict[first.setdefault(id(param), name)]
+    metadata = {}
+    for kept, removed in _remove_duplicate_names(state_dict).items():
+        for name in removed:
+            metadata[name] = kept
+            del state_dict[name]
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path), metadata=metadata or None)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -52,10 +73,18 @@ def load_weights(model: nn.Module, path: Path) -> None:
                        f"unexpected {sorted(unexpected)[:5]}")
 
 
-def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, tokenizer, state: dict | None) -> Path:
+def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, tokenizer, state: dict | None,
+                    optimizer: torch.optim.Optimizer | None = None) -> Path:
     """Write a complete checkpoint to ``directory`` atomically: everything goes into a hidden
-    sibling temp dir that is renamed into place last, so a crash never leaves a directory that
-    looks complete. An existing ``directory`` is replaced.
+    sibling temp dir (``.tmp-<name>``), files are fsynced, and the dir is renamed into place last,
+    so a crash at any moment never leaves a directory that :func:`list_checkpoints` takes for
+    complete. An existing ``directory`` is replaced.
+
+    In a multi-process run every rank calls this (it is collective, with barriers around the
+    rename): rank 0 writes the shared files, each rank its own ``state/rng_<rank>.pt``. For a model
+    sharded by FSDP2, model and optimizer shards go to ``state/dcp/`` with
+    ``torch.distributed.checkpoint`` (pass ``optimizer``; ``state["optimizer"]`` is unused) and rank
+    0 gathers the full weights into ``model.safetensors``.
 
     Args:
         state: ``{"optimizer": ..., "scheduler": ..., "rng": ..., "trainer": json-able dict}`` or
@@ -63,26 +92,65 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
     """
     directory = Path(directory)
     tmp = directory.parent / f".tmp-{directory.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_weights(model, tmp / "model.safetensors")
-    OmegaConf.save(config, tmp / "config.yaml", resolve=True)
-    if tokenizer is not None:
-        tokenizer.save(tmp)
+    main = distributed.is_main()
+    if main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        (tmp / "state").mkdir(parents=True)
+    distributed.barrier()
+    full = None
+    if distributed.is_sharded(model):
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if state is not None:
+            model_sd, optim_sd = get_state_dict(model, optimizer)
+            dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "state" / "dcp"))
+    if main:
+        save_weights(model, tmp / "model.safetensors", full)
+        OmegaConf.save(config, tmp / "config.yaml", resolve=True)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+        if state is not None:
+            keys = ("scheduler",) if full is not None else ("optimizer", "scheduler")
+            for key in keys:
+                torch.save(state[key], tmp / "state" / f"{key}.pt")
+            (tmp / "state" / "trainer.json").write_text(json.dumps(state["trainer"], indent=1))
     if state is not None:
-        (tmp / "state").mkdir()
-        for key in ("optimizer", "scheduler", "rng"):
-            torch.save(state[key], tmp / "state" / f"{key}.pt")
-        (tmp / "state" / "trainer.json").write_text(json.dumps(state["trainer"], indent=1))
-    if directory.exists():
-        old = directory.parent / f".old-{directory.name}"
-        os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, directory)
+        torch.save(state["rng"], tmp / "state" / rng_file(distributed.rank()))
+    if os.environ.get(SAVE_DELAY_ENV):
+        time.sleep(float(os.environ[SAVE_DELAY_ENV]))
+    distributed.barrier()
+    if main:
+        _sync_tree(tmp)
+        if directory.exists():
+            old = directory.parent / f".old-{directory.name}"
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, directory)
+        _sync_tree(directory.parent, recursive=False)
+    distributed.barrier()
     return directory
+
+
+def rng_file(rank: int) -> str:
+    """Name of rank ``rank``'s RNG state file in ``state/`` (``rng.pt`` for rank 0)."""
+    return "rng.pt" if rank == 0 else f"rng_{rank}.pt"
+
+
+def _sync_tree(root: Path, recursive: bool = True) -> None:
+    """fsync the files under ``root`` and the directories themselves, so a rename that follows
+    publishes data already on disk (a power loss cannot leave a renamed but empty checkpoint)."""
+    paths = sorted(root.rglob("*")) if recursive else []
+    for path in [*paths, root]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -100,20 +168,42 @@ def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
         shutil.rmtree(path)
 
 
-def load_state(directory: Path) -> dict:
-    """Read ``state/`` of a checkpoint (tensors and plain containers only).
+def load_state(directory: Path, rank: int = 0) -> dict:
+    """Read ``state/`` of a checkpoint (tensors and plain containers only): scheduler, trainer,
+    ``optimizer`` (None when the optimizer is sharded in ``state/dcp/``) and this ``rank``'s
+    ``rng`` (None when the checkpoint was written by fewer processes).
 
     Raises:
         UerError: the checkpoint has no complete training state.
     """
     state_dir = Path(directory) / "state"
+    sharded = (state_dir / "dcp").is_dir()
     try:
         state = {key: torch.load(state_dir / f"{key}.pt", weights_only=True)
-                 for key in ("optimizer", "scheduler", "rng")}
+                 for key in ("scheduler",) + (() if sharded else ("optimizer",))}
+        state.setdefault("optimizer", None)
+        rng = state_dir / rng_file(rank)
+        state["rng"] = torch.load(rng, weights_only=True) if rng.is_file() or rank == 0 else None
         state["trainer"] = json.loads((state_dir / "trainer.json").read_text())
-    except (OSError, RuntimeError, ValueError) as e:
+    except pickle.UnpicklingError:  # weights_only=True met something else: never unpickle it
+        raise UerError(f"{directory}: state/ holds objects other than tensors and plain containers; "
+                       "refusing to load it") from None
+    except (OSError, RuntimeError, ValueError, EOFError) as e:
         raise UerError(f"{directory}: no resumable training state ({str(e).splitlines()[0]})") from None
     return state
+
+
+def load_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load the model and optimizer shards of ``directory/state/dcp`` (written by
+    :func:`save_checkpoint` under FSDP2) into ``model`` and ``optimizer``, resharded to the current
+    processes (any number; also one plain process)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optimizer": optim_sd}
+    dcp.load(state, checkpoint_id=str(Path(directory) / "state" / "dcp"))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def load_config(directory: Path) -> DictConfig:

@@ -2,7 +2,6 @@
 of valid keys (DESIGN §3)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,6 +10,8 @@ from omegaconf.errors import OmegaConfBaseException
 from uer.errors import UerError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+NONFINITE_POLICIES = ("stop", "skip")
+STRATEGIES = ("ddp", "fsdp2")
 
 
 @dataclass
@@ -30,6 +31,7 @@ class TrainerConfig:
     seed: int = 42
     init_from: str | None = None
     strategy: str = "ddp"
+    on_nonfinite: str = "stop"
     compile: bool = False
     device: str = "auto"
     allowed_targets: list[str] = field(default_factory=list)
@@ -89,8 +91,7 @@ def check_trainer(t: TrainerConfig) -> None:
             raise UerError(f"trainer.{key} must be >= 0 (0 = off), got {getattr(t, key)}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
         raise UerError(f"trainer.device={t.device}; choose auto, cpu or cuda")
-    if t.strategy != "ddp":
-        raise UerError(f"trainer.strategy={t.strategy}: only ddp is available in this version")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UerError("multi-process training (torchrun with more than one process) is not available "
-                       "in this version; run one process")
+    if t.strategy not in STRATEGIES:
+        raise UerError(f"trainer.strategy={t.strategy}; choose one of {', '.join(STRATEGIES)}")
+    if t.on_nonfinite not in NONFINITE_POLICIES:
+        raise UerError(f"trainer.on_nonfinite={t.on_nonfinite}; choose one of {', '.join(NONFINITE_POLICIES)}")

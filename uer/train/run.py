@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from uer.config import resolve
 from uer.data.collators import make_collator
 from uer.data.loader import BatchLoader, split_indices
 from uer.errors import UerError
 from uer.models.build import DEFAULT_ALLOWED, build_model
+from uer.train import distributed
 from uer.train.checkpoint import list_checkpoints, load_config, load_weights
 from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer, validated
 from uer.train.optim import build_optimizer, build_scheduler
@@ -46,7 +48,8 @@ def load_data(data_cfg: DictConfig, tokenizer=None):
 
 
 def fill_sizes(model_cfg: DictConfig, tokenizer, meta: dict) -> None:
-    """Set ``model.vocab_size`` / ``model.num_labels`` left null from the tokenizer / the data.
+    """Set ``model.vocab_size`` / ``model.num_labels`` left null from the tokenizer / the data, and
+    ``model.tgt_vocab_size`` left null or interpolated from the target tokenizer (``mt`` data).
 
     Raises:
         UerError: a size is set but smaller than what the data needs.
@@ -57,6 +60,13 @@ def fill_sizes(model_cfg: DictConfig, tokenizer, meta: dict) -> None:
         elif model_cfg.vocab_size < tokenizer.vocab_size:
             raise UerError(f"model.vocab_size={model_cfg.vocab_size} is smaller than the tokenizer's "
                            f"{tokenizer.vocab_size} tokens; leave it null to take the tokenizer's size")
+    target = getattr(tokenizer, "target", None)
+    if "tgt_vocab_size" in model_cfg and target is not None:
+        if OmegaConf.is_interpolation(model_cfg, "tgt_vocab_size") or model_cfg.tgt_vocab_size is None:
+            model_cfg.tgt_vocab_size = target.vocab_size
+        elif model_cfg.tgt_vocab_size < target.vocab_size:
+            raise UerError(f"model.tgt_vocab_size={model_cfg.tgt_vocab_size} is smaller than the target "
+                           f"tokenizer's {target.vocab_size} tokens; leave it null to take its size")
     labels = meta.get("label_names")
     if "num_labels" in model_cfg and labels:
         if model_cfg.num_labels is None:
@@ -119,16 +129,25 @@ def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
     return path
 
 
-def prepare(cfg: DictConfig) -> Trainer:
-    """Check every input of the job ``cfg`` (a composed ``pretrain.yaml``) and assemble its
-    :class:`Trainer`, resumed if ``trainer.resume`` says so. Writes nothing."""
-    t = validated(cfg.trainer, TrainerConfig, "trainer")
-    check_trainer(t)
-    optim_cfg = validated(cfg.optim, OptimConfig, "optim")
-    sched_cfg = validated(cfg.scheduler, SchedulerConfig, "scheduler")
-    allowed = DEFAULT_ALLOWED + tuple(t.allowed_targets)
-    torch.manual_seed(t.seed)
+class Inputs(NamedTuple):
+    """What :func:`load_inputs` read and checked."""
 
+    init_dir: Path | None
+    init_cfg: DictConfig | None
+    dataset: object
+    tokenizer: object
+    run_cfg: DictConfig
+    resume_from: Path | None
+
+
+def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
+    """Read and check every file input of the job ``cfg``: the checkpoint to start from, tokenizer,
+    corpus or dataset (preprocessed into the cache if needed), model sizes and the checkpoint to
+    resume. Fills ``cfg.model``'s sizes left null. Writes nothing but the dataset cache.
+
+    Raises:
+        UerError: the first bad input, named.
+    """
     init_dir, init_cfg, tokenizer = None, None, None
     if t.init_from:
         from uer.convert import as_uer_checkpoint
@@ -157,38 +176,77 @@ def prepare(cfg: DictConfig) -> Trainer:
         if longest > room:
             raise UerError(f"data.seq_length={longest} is longer than the {room} positions of the model "
                            f"(model.max_seq_length={run_cfg.model.max_seq_length})")
+    return Inputs(init_dir, init_cfg, dataset, tokenizer, run_cfg, resume_from)
 
-    model = build_model(run_cfg.model, allowed)
+
+def prepare(cfg: DictConfig) -> Trainer:
+    """Check every input of the job ``cfg`` (a composed ``pretrain.yaml``) and assemble its
+    :class:`Trainer`, resumed if ``trainer.resume`` says so. Writes nothing.
+
+    Under torchrun, joins the process group after the config checks; rank 0 reads the inputs first
+    (building the dataset cache the other ranks then read), a bad input raises the same
+    :class:`UerError` on every rank, and the model is wrapped for ``trainer.strategy``.
+    """
+    t = validated(cfg.trainer, TrainerConfig, "trainer")
+    check_trainer(t)
+    optim_cfg = validated(cfg.optim, OptimConfig, "optim")
+    sched_cfg = validated(cfg.scheduler, SchedulerConfig, "scheduler")
+    allowed = DEFAULT_ALLOWED + tuple(t.allowed_targets)
+    device = distributed.init(pick_device(t.device))
+    torch.manual_seed(t.seed)
+    init_dir, init_cfg, dataset, tokenizer, run_cfg, resume_from = distributed.main_first(
+        lambda: load_inputs(cfg, t))
+
+    model = build_model(run_cfg.model, allowed)  # the same initial weights on every rank (same seed)
     if init_cfg is not None:
         load_weights(model, init_dir / "model.safetensors")
-    model.to(pick_device(t.device))
-    optimizer = build_optimizer(model, optim_cfg)
+    model.to(device)
+    rank, world = distributed.rank(), distributed.world_size()
+    if world > 1:
+        torch.manual_seed(t.seed + rank)  # dropout differs between ranks
+    parallel = distributed.wrap(model, t.strategy, device)
+    optimizer = build_optimizer(model, optim_cfg)  # after wrap: FSDP2 swaps in sharded parameters
     scheduler = build_scheduler(optimizer, sched_cfg, t.max_steps)
     collate = make_collator(run_cfg.data, tokenizer)
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
     try:
         train_loader = BatchLoader(dataset, train_idx, collate, run_cfg.data.batch_size, seed=t.seed,
-                                   num_workers=run_cfg.data.num_workers)
+                                   rank=rank, world_size=world, num_workers=run_cfg.data.num_workers)
     except ValueError as e:
         raise UerError(f"data: {e}; use a larger corpus or a smaller data.batch_size") from None
     eval_loader = None
     if len(eval_idx):
         eval_loader = BatchLoader(dataset, eval_idx, collate, run_cfg.data.batch_size, seed=t.seed,
-                                  shuffle=False, drop_last=False)
+                                  shuffle=False, drop_last=False, rank=rank, world_size=world)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
              run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
-    trainer = Trainer(model, optimizer, scheduler, train_loader, t, Path(t.output_dir), run_cfg,
+    trainer = Trainer(parallel, optimizer, scheduler, train_loader, t, Path(t.output_dir), run_cfg,
                       tokenizer, eval_loader)
     if resume_from is not None:
-        trainer.resume(resume_from)
+        error = None
+        try:
+            trainer.resume(resume_from)
+        except UerError as e:
+            error = str(e)
+        distributed.agree(error)
     return trainer
 
 
 def pretrain(cfg: DictConfig) -> dict[str, float]:
-    """Run the pretraining job ``cfg``. Returns the final train and eval metrics."""
-    trainer = prepare(cfg)
-    t = trainer.cfg
-    metrics = trainer.fit()
-    log.info("done: step %d, checkpoints in %s", trainer.step, Path(t.output_dir) / "checkpoints")
-    return metrics
+    """Run the pretraining job ``cfg`` (in every process of a torchrun launch). Returns the final
+    train and eval metrics.
+
+    Raises:
+        UerError: bad input (on every rank); :class:`uer.train.trainer.NonFiniteError` under
+            ``trainer.on_nonfinite=stop``.
+        uer.train.trainer.Preempted: SIGTERM arrived; a checkpoint of the last step was written.
+    """
+    try:
+        trainer = prepare(cfg)
+        t = trainer.cfg
+        metrics = trainer.fit()
+        log.info("done: step %d, checkpoints in %s", trainer.step, Path(t.output_dir) / "checkpoints")
+        return metrics
+    finally:
+        distributed.shutdown()
