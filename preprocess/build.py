@@ -11,6 +11,11 @@ sha256 of the source's bytes, tokenizer fingerprint), so equal inputs give the s
 files lie. The default location is ``$UER_CACHE/datasets/<key>`` (``UER_CACHE`` defaults to
 ``~/.cache/uer``). A directory is built in a temporary sibling and moved in place with ``os.replace``,
 so a crash never leaves a directory that looks complete.
+
+Shards are written one file each to ``$UER_CACHE/shards/<key>/`` as they complete, with a completion
+marker (`uer.preprocess.shards`); the directory is removed once the dataset is published. A build
+that stops early (an error, Ctrl-C, SIGKILL) keeps its finished shards there, and running it again
+with the same inputs writes only the missing ones.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from uer.errors import UerError
 from uer.preprocess.processor import Plan, Processor
 from uer.preprocess.shards import run_shards
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bump when the rows produced for the same inputs change, so old cache entries are not reused."""
 META_FILE = "uer_dataset.json"
 TOKENIZER_DIR = "tokenizer"
@@ -73,8 +78,7 @@ def build_dataset(options: Processor, tokenizer=None, output_dir: str | os.PathL
 
         tokenizer = Tokenizer.load(spec)
     plan = options.plan()
-    if plan.stats.get("skipped_invalid_lines"):
-        log.warning("skipped %d lines that are not valid UTF-8", plan.stats["skipped_invalid_lines"])
+    report_source(plan.stats)
     key = dataset_key(options, plan, tokenizer)
     target = Path(output_dir).expanduser() if output_dir is not None else cache_root() / "datasets" / key
     if (read_meta(target) or {}).get("key") == key:
@@ -83,16 +87,41 @@ def build_dataset(options: Processor, tokenizer=None, output_dir: str | os.PathL
     if target.exists() and not (target.is_dir() and (read_meta(target) is not None or not any(target.iterdir()))):
         raise UerError(f"output {target}: exists and is not a uer dataset; not overwriting it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    work = cache_root() / "shards" / key
+    work.mkdir(parents=True, exist_ok=True)
     staging = _sibling(target, "partial")
     try:
-        _write(options, plan, tokenizer, key, staging)
+        _write(options, plan, tokenizer, key, staging, work)
         _publish(staging, target, key)
+    except UerError:
+        shutil.rmtree(work, ignore_errors=True)  # bad input: fixing it changes the key, so nothing to resume
+        raise
+    except BaseException:  # interrupted or crashed: keep the finished shards for the next run
+        done = len(list(work.glob("*.json")))
+        if done:
+            log.warning("kept %d of %d finished shards in %s; the same command continues from them",
+                        done, len(plan.shards), work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     return target
 
 
-def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path) -> None:
+def report_source(stats: dict) -> None:
+    """Log the lines of the source that were dropped (not UTF-8) or split (longer than
+    ``MAX_LINE_BYTES``), if any."""
+    if stats.get("skipped_invalid_lines"):
+        log.warning("skipped %d lines that are not valid UTF-8", stats["skipped_invalid_lines"])
+    if stats.get("long_lines"):
+        from uer.preprocess.corpus import MAX_LINE_BYTES
+
+        log.warning("split %d lines longer than %d bytes into pieces", stats["long_lines"], MAX_LINE_BYTES)
+
+
+def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path, work: Path) -> None:
     from datasets import Dataset, concatenate_datasets
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
@@ -100,8 +129,6 @@ def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path) -
     if tokenizer is not None:
         tokenizer_dir = staging / TOKENIZER_DIR
         tokenizer.save(tokenizer_dir)
-    work = staging / ".shards"
-    work.mkdir()
     counts = run_shards(options, plan.shards, tokenizer_dir and str(tokenizer_dir), work)
     rows, tokens = sum(c[0] for c in counts), sum(c[1] for c in counts)
     if rows == 0:
@@ -115,7 +142,6 @@ def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path) -
     finally:
         if shown:
             enable_progress_bar()
-    shutil.rmtree(work)
     meta = {"format_version": FORMAT_VERSION, "key": key, "processor": options.processor,
             "options": dataclasses.asdict(options), "tokenizer": options.tokenizer_spec(),
             "tokenizer_fingerprint": tokenizer.fingerprint() if tokenizer is not None else None,

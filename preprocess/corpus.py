@@ -12,6 +12,11 @@ as a list of its non-blank lines (``lines`` format: a list of one line).
 Shards are byte ranges of one file that start and end at document boundaries, so that each worker
 process reads only its own part of the corpus (``iter_documents``) and memory stays bounded by the
 shard size, never by the corpus size.
+
+Lines are read in pieces of at most ``MAX_LINE_BYTES`` bytes (cut at a space or a UTF-8 character boundary), so
+a very long line never has to fit in memory at once: such a line is split, every piece becomes a
+sentence of the line's document, and the processors then cut or truncate as their rules say. The
+number of split lines is reported as ``long_lines``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ INVALID_UTF8_POLICIES = ("fail", "skip")
 DOCUMENTS_MIN_BLANK_RATIO = 0.005
 SHARD_BYTES = 256 * 1024
 """Target shard size in bytes; fixed (not derived from the process count) so output never depends on it."""
+MAX_LINE_BYTES = 1024 * 1024
+"""Longest piece of a line read at once; longer lines are split into pieces of at most this size."""
+SPACE_WINDOW = 4096
+"""A long line is cut after a space found within this many bytes of the piece's end, if any."""
 
 
 @dataclass(frozen=True)
@@ -92,19 +101,52 @@ def _decode(raw: bytes) -> str | None:
         return None
 
 
+def _char_boundary(piece: bytes) -> int:
+    """The largest cut ``<= len(piece)`` that does not fall inside a UTF-8 encoded character."""
+    for back in range(1, min(4, len(piece)) + 1):
+        byte = piece[-back]
+        if byte < 0x80 or byte >= 0xC0:  # ASCII or a lead byte: the character starting here
+            width = 1 if byte < 0x80 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(piece) if back >= width else len(piece) - back
+    return len(piece)  # not UTF-8 anyway; the decoder will say so
+
+
+def raw_lines(handle, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, bool]]:
+    """Yield ``(piece, ends_line)`` for the binary file ``handle`` from its current position.
+
+    Every piece holds at most ``limit`` bytes; a line longer than that comes as several pieces, all
+    but the last with ``ends_line=False``, cut after the last space in the piece's final
+    ``SPACE_WINDOW`` bytes, else at a UTF-8 character boundary. The pieces tile the file.
+    """
+    carry = b""
+    while piece := carry + handle.readline(limit - len(carry)):
+        carry = b""
+        if piece.endswith(b"\n") or len(piece) < limit:
+            yield piece, True
+            continue
+        cut = piece.rfind(b" ", max(0, len(piece) - SPACE_WINDOW)) + 1 or _char_boundary(piece) or len(piece)
+        piece, carry = piece[:cut], piece[cut:]
+        yield piece, False
+
+
 def scan_file(path: Path, invalid_utf8: str, digest) -> dict:
     """Validate one file while feeding its bytes to ``digest`` (a hashlib object).
 
-    Returns ``{"file", "bytes", "lines", "blank_lines", "skipped_invalid_lines"}``. Raises UerError if
-    the file cannot be read, is empty or blank, or (``invalid_utf8="fail"``) has a line that is not
-    UTF-8, naming the file and the 1-based line number.
+    Returns ``{"file", "bytes", "lines", "blank_lines", "skipped_invalid_lines", "long_lines"}``
+    (``long_lines``: lines longer than ``MAX_LINE_BYTES``, which are split). Raises UerError if the
+    file cannot be read or is a directory, is empty or blank, or (``invalid_utf8="fail"``) has a line
+    that is not UTF-8, naming the file and the 1-based line number.
     """
-    lines = blank = skipped = size = 0
+    lines = blank = skipped = long = size = 0
+    lineno, starts_line = 0, True
     try:
         with open(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, 1):
+            for raw, ends_line in raw_lines(handle):
                 digest.update(raw)
                 size += len(raw)
+                lineno += starts_line
+                long += starts_line and not ends_line
+                first, starts_line = starts_line, ends_line
                 text = _decode(raw)
                 if text is None:
                     if invalid_utf8 == "fail":
@@ -112,8 +154,8 @@ def scan_file(path: Path, invalid_utf8: str, digest) -> dict:
                                        "set data.invalid_utf8=skip to drop such lines")
                     skipped += 1
                     continue
-                lines += 1
-                blank += not text
+                lines += first
+                blank += first and not text
     except OSError as err:
         raise UerError(f"corpus {path}: cannot read ({err.strerror or err})") from None
     if size == 0:
@@ -121,7 +163,7 @@ def scan_file(path: Path, invalid_utf8: str, digest) -> dict:
     if lines == blank:
         raise UerError(f"corpus {path}: no text (only blank or invalid lines)")
     return {"file": str(path), "bytes": size, "lines": lines, "blank_lines": blank,
-            "skipped_invalid_lines": skipped}
+            "skipped_invalid_lines": skipped, "long_lines": long}
 
 
 def _is_blank(raw: bytes) -> bool:
@@ -129,15 +171,22 @@ def _is_blank(raw: bytes) -> bool:
 
 
 def _boundary(handle, offset: int, size: int, fmt: str) -> int:
-    """The first document boundary at or after ``offset`` (the end of the line holding ``offset``;
-    for ``documents``, the end of the next blank line)."""
+    """The first document boundary at or after ``offset``: the end of the line holding ``offset``;
+    for ``documents``, the end of the next blank line after that."""
     handle.seek(offset)
-    position = offset + len(handle.readline())
-    while fmt == "documents" and position < size:
-        raw = handle.readline()
+    position = offset
+    pieces = raw_lines(handle)
+    for raw, ends_line in pieces:
         position += len(raw)
-        if _is_blank(raw):
+        if ends_line:
             break
+    starts_line = blank = True
+    for raw, ends_line in pieces if fmt == "documents" else ():
+        position += len(raw)
+        blank = _is_blank(raw) if starts_line else blank
+        if ends_line and blank:
+            break
+        starts_line = ends_line
     return min(position, size)
 
 
@@ -160,35 +209,37 @@ def split_shards(files: list[Path], fmt: str, invalid_utf8: str, shard_bytes: in
 
 def iter_documents(shard: Shard) -> Iterator[list[str]]:
     """Yield the documents of one shard, each a non-empty list of lines (stripped of spaces and line
-    ends). Lines that are not UTF-8 are skipped (``skip``) or raise UerError (``fail``)."""
+    ends; a line longer than ``MAX_LINE_BYTES`` gives one entry per piece). Lines that are not UTF-8
+    are skipped (``skip``) or raise UerError (``fail``)."""
     document: list[str] = []
-    position = shard.start
+    position, starts_line = shard.start, True
     with open(shard.path, "rb") as handle:
         handle.seek(shard.start)
-        for raw in handle:
+        for raw, ends_line in raw_lines(handle):
             if position >= shard.end:
                 break
             text = _decode(raw)
             if text is None and shard.invalid_utf8 == "fail":
                 raise UerError(f"corpus {shard.path}: invalid UTF-8 in the line at byte {position}")
             position += len(raw)
-            if text and shard.format == "lines":
-                yield [text]
-            elif text:
+            if text:
                 document.append(text)
-            elif text == "" and document:
+            if document and (ends_line if shard.format == "lines" else text == "" and starts_line):
                 yield document
                 document = []
+            starts_line = ends_line
     if document:
         yield document
 
 
 def open_corpus(corpus: str | None, corpus_format: str = "auto", invalid_utf8: str = "fail",
-                shard_bytes: int = SHARD_BYTES) -> Corpus:
+                shard_bytes: int | None = None) -> Corpus:
     """Resolve, validate and hash ``corpus``, resolve ``auto`` format, and split it into shards.
 
-    The digest is the sha256 of every file's bytes, streamed (file names do not count). Stats hold
-    per-file counts and the totals ``lines``, ``blank_lines``, ``skipped_invalid_lines``, ``format``.
+    The digest is the sha256 of every file's bytes, streamed (file names do not count); ``shard_bytes``
+    defaults to ``SHARD_BYTES``. Stats hold
+    per-file counts and the totals ``lines``, ``blank_lines``, ``skipped_invalid_lines``, ``long_lines``,
+    ``format``.
     Raises UerError for a bad path, an unreadable/empty/invalid file, or an unknown option value.
     """
     if corpus_format not in FORMATS:
@@ -202,9 +253,10 @@ def open_corpus(corpus: str | None, corpus_format: str = "auto", invalid_utf8: s
         digest.update(f"\0file {len(per_file)}\0".encode())
         per_file.append(scan_file(path, invalid_utf8, digest))
     totals = {key: sum(item[key] for item in per_file)
-              for key in ("bytes", "lines", "blank_lines", "skipped_invalid_lines")}
+              for key in ("bytes", "lines", "blank_lines", "skipped_invalid_lines", "long_lines")}
     fmt = corpus_format
     if fmt == "auto":
         fmt = "documents" if totals["blank_lines"] >= DOCUMENTS_MIN_BLANK_RATIO * totals["lines"] else "lines"
     stats = {"format": fmt, **totals, "files": per_file}
-    return Corpus(files, fmt, digest.hexdigest(), stats, split_shards(files, fmt, invalid_utf8, shard_bytes))
+    shards = split_shards(files, fmt, invalid_utf8, shard_bytes or SHARD_BYTES)
+    return Corpus(files, fmt, digest.hexdigest(), stats, shards)

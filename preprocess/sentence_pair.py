@@ -100,10 +100,16 @@ def split_chunk(chunk: list[list[int]], rng: random.Random) -> tuple[list[int], 
 
 def truncate_pair(first: list[int], second: list[int], budget: int, rng: random.Random) -> None:
     """Shorten A and B in place until ``len(A) + len(B) <= budget``: remove one token at a time from
-    the longer one (B on ties), from its front or back with equal probability."""
-    while len(first) + len(second) > budget:
-        longer = first if len(first) > len(second) else second
-        del longer[0 if rng.random() < 0.5 else -1]
+    the longer one (B on ties), from its front or back with equal probability. The removals are
+    counted first and cut in one slice per end, so a very long sentence costs linear time."""
+    lengths, cuts = [len(first), len(second)], [[0, 0], [0, 0]]  # per side: [front, back] removals
+    while lengths[0] + lengths[1] > budget:
+        side = 0 if lengths[0] > lengths[1] else 1
+        lengths[side] -= 1
+        cuts[side][0 if rng.random() < 0.5 else 1] += 1
+    for tokens, (front, back) in zip((first, second), cuts):
+        del tokens[len(tokens) - back:]
+        del tokens[:front]
 
 
 @dataclass

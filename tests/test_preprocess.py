@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checks import one_line_error
 from omegaconf import OmegaConf
 from PIL import Image
-
-from uer.data.tokenizer import Tokenizer
-from uer.errors import UerError
 from uer.preprocess.build import META_FILE, build_dataset, load_dataset_dir, read_meta
 from uer.preprocess.corpus import default_corpus, iter_documents, open_corpus
 from uer.preprocess.registry import PROCESSORS, options_from_config
+
+from uer.data.tokenizer import Tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CHAPTERS = default_corpus().read_text(encoding="utf-8").split("\n\n")
@@ -40,14 +40,6 @@ def kjv(tmp_path: Path, chapters: int, name: str = "kjv.txt", newline: str = "\n
 def options(name: str, corpus, **kwargs):
     return PROCESSORS[name](processor=name, corpus=None if corpus is None else str(corpus),
                             **{"num_proc": 1, **kwargs})
-
-
-def one_line_error(call, *needles: str) -> str:
-    with pytest.raises(UerError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message and all(needle in message for needle in needles), message
-    return message
 
 
 # --- corpus --------------------------------------------------------------------------------------
@@ -313,3 +305,114 @@ def test_cli_end_to_end_and_errors(tmp_path):
         lines = failed.stderr.strip().splitlines()
         assert failed.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
         assert not (tmp_path / "failed").exists()
+
+
+# --- scale: resumable shards, long lines, bounded memory -----------------------------------------
+
+def rows_of(path: Path) -> list[dict]:
+    dataset, _, _ = load_dataset_dir(path)
+    return dataset.to_list()
+
+
+def test_interrupted_build_reuses_finished_shards_and_equals_an_uninterrupted_one(tmp_path, wordpiece, monkeypatch):
+    import uer.preprocess.shards as shards_module
+
+    corpus = kjv(tmp_path, 40)
+    monkeypatch.setattr("uer.preprocess.corpus.SHARD_BYTES", 16_000)
+    build = lambda out: build_dataset(options("bert", corpus, seq_length=64), wordpiece, out)
+    monkeypatch.setenv("UER_CACHE", str(tmp_path / "reference-cache"))
+    reference = rows_of(build(tmp_path / "reference"))
+    monkeypatch.setenv("UER_CACHE", str(tmp_path / "cache"))
+
+    original, written = shards_module.write_shard, []
+
+    def stop_after_three(processor, shard, tokenizer_dir, path):
+        if len(written) == 3:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C (or the process was killed) here
+        written.append(shard.index)
+        return original(processor, shard, tokenizer_dir, path)
+
+    monkeypatch.setattr(shards_module, "write_shard", stop_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    (work,) = (tmp_path / "cache" / "shards").iterdir()
+    assert sorted(p.name for p in work.glob("*.json")) == ["00000.json", "00001.json", "00002.json"]
+
+    written.clear()
+    monkeypatch.setattr(shards_module, "write_shard", lambda *a: written.append(a[1].index) or original(*a))
+    out = build(tmp_path / "out")
+    total = read_meta(out)["num_shards"]
+    assert total > 6 and written == list(range(3, total))  # only the missing shards were written
+    assert rows_of(out) == reference and not work.exists()
+
+
+def test_bad_input_leaves_no_shards_behind(tmp_path, wordpiece):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("one\n")
+    one_line_error(lambda: build_dataset(options("bert", corpus, seq_length=64), wordpiece), "gives no instances")
+    assert not list((tmp_path / "cache" / "shards").iterdir())
+    assert not list((tmp_path / "cache" / "datasets").iterdir())
+
+
+def test_crlf_corpus_gives_the_same_rows_as_lf(tmp_path, wordpiece):
+    for name in ("bert", "mlm"):
+        lf, crlf = (build_dataset(options(name, kjv(tmp_path, 6, f"{name}-{nl!r}.txt", newline=nl), seq_length=48),
+                                  wordpiece, tmp_path / f"{name}-{len(nl)}") for nl in ("\n", "\r\n"))
+        assert rows_of(lf) == rows_of(crlf)
+
+
+def test_very_long_lines_are_split_counted_and_processed(tmp_path, wordpiece):
+    from uer.preprocess.corpus import MAX_LINE_BYTES
+
+    words = ("alpha beta gamma délta " * (3 * MAX_LINE_BYTES // 23)).strip()
+    path = tmp_path / "long.txt"
+    path.write_text(f"a short first line\n{words}\nlast line\n", encoding="utf-8")
+    corpus = open_corpus(str(path), corpus_format="lines")
+    assert corpus.stats["long_lines"] == 1 and corpus.stats["lines"] == 3 and corpus.stats["skipped_invalid_lines"] == 0
+    documents = [doc for shard in corpus.shards for doc in iter_documents(shard)]
+    assert [len(doc) for doc in documents] == [1, 4, 1]  # the long line: one document of 4 pieces
+    assert " ".join(documents[1]) == words  # cut at spaces, nothing lost
+    cjk = "\u4e2d\u6587" * (MAX_LINE_BYTES // 3)  # no space: cut between characters
+    path.write_text(f"{cjk}\n", encoding="utf-8")
+    (document,) = [doc for shard in open_corpus(str(path)).shards for doc in iter_documents(shard)]
+    assert len(document) >= 2 and "".join(document) == cjk
+    mlm = read_meta(build_dataset(options("mlm", path, seq_length=128, corpus_format="lines"), wordpiece))
+    assert mlm["source"]["long_lines"] == 1 and mlm["num_rows"] > 1000
+    bert, meta, _ = load_dataset_dir(build_dataset(options("bert", path, seq_length=64, corpus_format="lines"),
+                                                   wordpiece))
+    assert meta["source"]["long_lines"] == 1 and max(len(row) for row in bert["input_ids"]) <= 64
+
+
+def test_truncate_pair_matches_the_reference_token_by_token_loop():
+    from uer.preprocess.sentence_pair import truncate_pair
+
+    def reference(first, second, budget, rng):  # BERT's truncate_seq_pair
+        while len(first) + len(second) > budget:
+            longer = first if len(first) > len(second) else second
+            del longer[0 if rng.random() < 0.5 else -1]
+
+    for seed in range(50):
+        draw = random.Random(seed)
+        a, b = list(range(draw.randint(0, 40))), list(range(100, 100 + draw.randint(0, 40)))
+        budget = draw.randint(1, 50)
+        ours, theirs = (a[:], b[:]), (a[:], b[:])
+        truncate_pair(*ours, budget, random.Random(seed))
+        reference(*theirs, budget, random.Random(seed))
+        assert ours == theirs
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
+    """uer-preprocess on 1x and 8x the same corpus (2 processes): the peak anonymous RSS of the
+    process tree (memory-mapped Arrow pages aside) stays within 1.3x + 100 MiB while the corpus grows
+    8 times."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from preprocess_scale import build_corpus, run
+
+    peaks = {}
+    for scale in (1, 8):
+        corpus = tmp_path / f"corpus-{scale}.txt"
+        build_corpus([default_corpus()], scale * 8_000_000, corpus, seed=0)
+        peaks[scale] = run("mlm", corpus, 2, tmp_path, 0.1)["peak_tree_anon"]
+    assert peaks[8] < 1.3 * peaks[1] + 100 * 2**20, peaks

@@ -7,8 +7,10 @@ Usage (Hydra overrides, composed from ``conf/preprocess.yaml``)::
 ``data.*`` keys the preprocessor does not use (batch_size, mask_prob, ...) are ignored; a key no
 processor knows is an error listing the valid keys. Without ``output`` the dataset goes to the
 content-addressed cache (``$UER_CACHE/datasets/<hash>``) and a second run with the same inputs
-returns it at once; train from it with ``uer-pretrain ... data.dataset=DIR``. Prints the dataset
-directory, rows and tokens; on bad input prints ``error: <one line>`` to stderr and exits with 2.
+returns it at once; train from it with ``uer-pretrain ... data.dataset=DIR``. An interrupted run,
+started again, reuses the shards it finished. Prints the dataset directory, rows and tokens (and,
+if any, how many lines were skipped as invalid UTF-8 under ``data.invalid_utf8=skip`` or split for
+being longer than 1 MiB); on bad input prints ``error: <one line>`` to stderr and exits with 2.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         path = build_dataset(options_from_config(cfg.data), output_dir=cfg.output)
         meta = read_meta(path)
         print(f"dataset: {path}\nrows: {meta['num_rows']}\ntokens: {meta['num_tokens']}")
+        source = meta.get("source", {})
+        for key, what in (("skipped_invalid_lines", "skipped lines (not UTF-8)"),
+                          ("long_lines", "split long lines")):
+            if source.get(key):
+                print(f"{what}: {source[key]}")
         return 0
 
     return run_command(job, sys.argv[1:] if argv is None else argv)

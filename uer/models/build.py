@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from hydra._internal.utils import _locate  # what hydra.utils.get_object wraps, without its error log line
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -14,23 +15,46 @@ DEFAULT_ALLOWED = ("uer.",)
 
 
 def check_targets(cfg, allowed: Iterable[str] = DEFAULT_ALLOWED, where: str = "model") -> None:
-    """Raise :class:`UerError` if any ``_target_`` in ``cfg`` is outside the ``allowed`` prefixes.
+    """Raise :class:`UerError` if any ``_target_`` in ``cfg`` (a config or plain dicts/lists, resolved)
+    names anything but a class defined under one of the ``allowed`` prefixes.
 
     A config read from a downloaded checkpoint must not be able to run arbitrary code when it is
-    instantiated, so every class it names must live under a trusted package prefix.
+    instantiated (DESIGN §3). The dotted path must start with an allowed prefix and have no private
+    part (``_name``), and the class Hydra resolves it to must be defined in a module under an allowed
+    prefix too: Hydra follows attributes, so ``uer.train.run.os.system`` would otherwise reach
+    ``os.system`` through a module's imports.
     """
     allowed = tuple(allowed)
-    if isinstance(cfg, DictConfig):
-        target = cfg.get("_target_")
-        if target is not None and not str(target).startswith(allowed):
-            raise UerError(f"{where}._target_={target} is outside the allowed packages {list(allowed)}; "
-                           "add its prefix to trainer.allowed_targets if you trust it")
-        for key in cfg:
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        try:
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        except Exception as e:  # noqa: BLE001 - any resolver error; the message names it
+            raise UerError(f"{where}: cannot resolve the config ({str(e).splitlines()[0]})") from None
+    if isinstance(cfg, dict):
+        if "_target_" in cfg:
+            _check_target(cfg["_target_"], allowed, f"{where}._target_")
+        for key, value in cfg.items():
             if key != "_target_":
-                check_targets(cfg._get_node(key), allowed, f"{where}.{key}")
-    elif isinstance(cfg, ListConfig):
+                check_targets(value, allowed, f"{where}.{key}")
+    elif isinstance(cfg, list):
         for i, item in enumerate(cfg):
             check_targets(item, allowed, f"{where}[{i}]")
+
+
+def _check_target(target, allowed: tuple[str, ...], where: str) -> None:
+    """Raise :class:`UerError` unless ``target`` is a dotted path to a class under ``allowed``."""
+    hint = "add its prefix to trainer.allowed_targets if you trust it"
+    path = str(target)
+    if not path.startswith(allowed) or any(part.startswith("_") or not part for part in path.split(".")):
+        raise UerError(f"{where}={path} is outside the allowed packages {list(allowed)}; {hint}")
+    try:
+        found = _locate(path)
+    except Exception:  # noqa: BLE001 - import errors of any kind: the path names nothing usable
+        raise UerError(f"{where}={path}: no such class") from None
+    module = getattr(found, "__module__", None) or ""
+    if not isinstance(found, type) or not f"{module}.".startswith(allowed):
+        raise UerError(f"{where}={path} resolves to {module}.{getattr(found, '__qualname__', found)!s}, "
+                       f"not a class defined under the allowed packages {list(allowed)}; {hint}")
 
 
 def build_model(cfg: DictConfig, allowed: Iterable[str] = DEFAULT_ALLOWED) -> Model:
