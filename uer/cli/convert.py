@@ -37,7 +37,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", metavar="NAME", default=None,
                    help="Hugging Face architecture: the head to export (default: from the uer target, "
                         "mlm+sp -> *ForPreTraining, mlm -> *ForMaskedLM, lm -> GPT2LMHeadModel, "
-                        "cls -> ViTForImageClassification), or the one to read when config.json names "
+                        "cls -> ViTForImageClassification, seq_cls / token_cls / span -> *ForSequenceClassification / "
+                        "*ForTokenClassification / *ForQuestionAnswering), or the one to read when config.json names "
                         "none or several")
     return p
 

@@ -1,4 +1,6 @@
-"""ALBERT (Lan et al. 2020) <-> ``transformers`` ``AlbertForPreTraining`` / ``AlbertForMaskedLM``.
+"""ALBERT (Lan et al. 2020) <-> ``transformers`` ``AlbertForPreTraining`` / ``AlbertForMaskedLM`` and the
+fine-tuned ``AlbertForSequenceClassification`` / ``AlbertForTokenClassification`` /
+``AlbertForQuestionAnswering``.
 
 The factorized embedding (E -> H projection) and the one layer shared by all L layers map onto
 uer's ``emb_dim`` + ``embedding.project_dim`` and ``encoder.share_layers``; ``transformers``
@@ -6,7 +8,7 @@ configs with several layer groups or inner layers have no uer equivalent and are
 """
 from __future__ import annotations
 
-from uer.convert.bert import BERT_FIXED, bert_config, embeddings
+from uer.convert.bert import BERT_FIXED, bert_config, embeddings, task_heads
 from uer.convert.spec import Family, Head, Rule, fused_qkv, params
 
 LAYER = "albert.encoder.albert_layer_groups.0.albert_layers.0"
@@ -41,6 +43,8 @@ FAMILY = Family(
              tied=MLM_TIED),
         Head("AlbertForMaskedLM", "AutoModelForMaskedLM", target="mlm", rules=MLM, tied=MLM_TIED,
              unused=("albert.pooler.weight", "albert.pooler.bias")),
+        *task_heads("Albert", (*params("albert.pooler", "target.cls.pooler"),
+                               *params("classifier", "target.cls.classifier"))),
     ),
     max_positions=lambda m: m.max_seq_length,
     input_names=("input_ids", "token_type_ids", "attention_mask"),

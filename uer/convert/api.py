@@ -30,6 +30,27 @@ from uer.convert.spec import Family
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
+TASK_TARGETS = ("uer.targets.seq_cls.SeqClsTarget", "uer.targets.token_cls.TokenClsTarget")
+"""Fine-tuning targets whose ``num_labels`` is set in the uer target config and carried by
+config.json's ``num_labels``/``id2label``. A config composed from a Hugging Face config holds the
+target yaml's default (transformers' default, 2): import sets the real count, export compares
+configs at that default and writes the count through ``id2label``."""
+HF_DEFAULT_LABELS = 2
+
+
+def _with_num_labels(model_cfg, num_labels: int):
+    """A copy of ``model_cfg`` whose task targets (:data:`TASK_TARGETS`) have ``num_labels``."""
+    out = OmegaConf.create(OmegaConf.to_container(model_cfg))
+    for part in out.target.values():
+        if OmegaConf.is_dict(part) and part.get("_target_") in TASK_TARGETS:
+            part.num_labels = num_labels
+    return out
+
+
+def _num_labels(model_cfg) -> int | None:
+    """The label count of the task target of ``model_cfg``, or None without one."""
+    return next((p.num_labels for p in model_cfg.target.values()
+                 if OmegaConf.is_dict(p) and p.get("_target_") in TASK_TARGETS), None)
 
 
 def convert(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
@@ -102,15 +123,22 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
         raise UerError(f"{src / 'config.yaml'}: no model section")
     model_cfg = resolve(cfg.model)
     record = OmegaConf.to_container(cfg.convert, resolve=False) if cfg.get("convert") else {}
+    extras = record.get("hf_config") or {}
+    num_labels = _num_labels(model_cfg)
+    if num_labels is not None:  # the count goes to config.json through id2label
+        if len(extras.get("id2label") or {}) != num_labels:
+            names = {i: f"LABEL_{i}" for i in range(num_labels)}
+            extras = {**extras, "id2label": names, "label2id": {n: i for i, n in names.items()}}
+        model_cfg = _with_num_labels(model_cfg, HF_DEFAULT_LABELS)
     family, head = export_head(model_cfg, architecture, record.get("architecture"))
-    model = build_model(model_cfg)
+    model = build_model(model_cfg if num_labels is None else _with_num_labels(model_cfg, num_labels))
     weights = src / "model.safetensors"
     model.to(_stored_dtype(weights))
     load_weights(model, weights)
     tensors, dropped = engine.to_hf(family, head, model, engine.num_layers(model_cfg))
     tokenizer = Tokenizer.load(src) if (src / "tokenizer.json").is_file() else None
     dtype = next(t.dtype for t in tensors.values() if t.is_floating_point())
-    config = hf_config_for(family, head, model_cfg, record.get("hf_config") or {}, tokenizer, dtype)
+    config = hf_config_for(family, head, model_cfg, extras, tokenizer, dtype)
     from safetensors.torch import save_file
 
     with staged(dst) as out:
@@ -158,7 +186,7 @@ def _read_as(family: Family, config, tensors: dict, declared: str, others: bool,
     heads = [first] + ([h for h in family.heads if h is not first] if others else [])
     problem = None
     for head in heads:
-        model_cfg = uer_model_config(family, head, config)
+        model_cfg = _with_num_labels(uer_model_config(family, head, config), config.num_labels)
         try:
             matched, unused = engine.match_hf(family, head, tensors, engine.num_layers(model_cfg), where)
         except UerError as e:

@@ -1,5 +1,6 @@
 """BERT (Devlin et al. 2019) <-> ``transformers`` ``BertForPreTraining`` / ``BertForMaskedLM`` /
-``BertModel``.
+``BertModel`` and the fine-tuned ``BertForSequenceClassification`` / ``BertForTokenClassification`` /
+``BertForQuestionAnswering``.
 
 ``BertModel`` has no pretraining heads. It imports into the ``bert_base`` preset's MLM + NSP model:
 the pooler is BERT's own, and the MLM transform, the MLM output bias and the NSP classifier, which
@@ -81,6 +82,20 @@ def mlm_head(prefix: str) -> tuple:
             Rule((f"{prefix}.bias",), "target.mlm.decoder.bias"))
 
 
+def task_heads(model: str, sequence: tuple[Rule, ...]) -> tuple[Head, ...]:
+    """``<model>ForSequenceClassification`` (the ``sequence`` rules: its pooler and classifier onto
+    the ``seq_cls`` target), ``<model>ForTokenClassification`` and ``<model>ForQuestionAnswering``;
+    num_labels and id2label travel in config.json (see :mod:`uer.convert.api`)."""
+    return (
+        Head(f"{model}ForSequenceClassification", "AutoModelForSequenceClassification", target="seq_cls",
+             rules=sequence),
+        Head(f"{model}ForTokenClassification", "AutoModelForTokenClassification", target="token_cls",
+             rules=params("classifier", "target.token_cls.classifier")),
+        Head(f"{model}ForQuestionAnswering", "AutoModelForQuestionAnswering", target="span",
+             rules=params("qa_outputs", "target.span.outputs")),
+    )
+
+
 MLM_TIED = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
             "cls.predictions.decoder.bias": "cls.predictions.bias"}
 
@@ -100,6 +115,8 @@ FAMILY = Family(
              tied=MLM_TIED, unused=("bert.pooler.dense.weight", "bert.pooler.dense.bias")),
         Head("BertModel", "AutoModel", rules=params("bert.pooler.dense", "target.sp.pooler"),
              uer_only=("target.mlm.", "target.sp.classifier."), base_model=True),
+        *task_heads("Bert", (*params("bert.pooler.dense", "target.cls.pooler"),
+                             *params("classifier", "target.cls.classifier"))),
     ),
     max_positions=lambda m: m.max_seq_length,
     input_names=("input_ids", "token_type_ids", "attention_mask"),

@@ -1,0 +1,18 @@
+"""Fine-tune a text classifier (single sentence or pair) and predict the unlabeled test file.
+
+    python examples/classification/train.py trainer.init_from=<uer checkpoint or HF dir> [key=value ...]
+    python examples/classification/train.py +model=bert_mini task.tokenizer=vocab.txt   # random init
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `examples.*`
+
+from examples.classification import task
+from examples.finetune import run_recipe
+from uer.cli.common import run_command
+
+if __name__ == "__main__":
+    sys.exit(run_command(lambda args: run_recipe(task, Path(__file__).parent, args) and 0, sys.argv[1:]))

@@ -1,0 +1,401 @@
+"""What the fine-tuning recipes share: composing a recipe's config, building the task model from a
+uer or Hugging Face checkpoint (or a preset, from random initialization), padding batches, and
+running the library's one :class:`~uer.train.trainer.Trainer` with a task evaluator, the best
+checkpoint kept and early stopping. Each task (``classification/``, ``tagging/``, ``qa/``) adds
+only its data format, its features and its metrics."""
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from uer.config import compose_config, resolve
+from uer.data.loader import BatchLoader
+from uer.data.padding import pad
+from uer.data.tokenizer import Tokenizer
+from uer.errors import UerError
+from uer.models.build import build_model
+
+log = logging.getLogger("uer")
+MODEL_ARGS = ("model", "model/")
+
+
+@dataclass
+class FinetuneConfig:
+    """``finetune.*`` keys of every recipe.
+
+    ``epochs`` passes over the training set (``max_steps`` > 0 overrides), evaluated on the dev set
+    after each one (or every ``eval_every`` steps); the best by ``best_metric`` is kept in
+    ``<output_dir>/best``; ``patience`` evaluations without improvement stop the run (0 = never).
+    ``freeze_encoder_steps``: train only the task head for that many steps. ``layer_decay`` < 1: the
+    learning rate of layer l of L is ``lr · layer_decay^(L + 1 - l)``. ``class_weights``: loss weight
+    per label, in label order.
+    """
+
+    epochs: int = 3
+    max_steps: int = 0
+    eval_every: int = 0
+    best_metric: str = "acc"
+    patience: int = 0
+    freeze_encoder_steps: int = 0
+    layer_decay: float = 1.0
+    class_weights: list[float] | None = None
+
+
+def compose_recipe(config_dir: Path, argv: list[str]) -> tuple[DictConfig, list[str]]:
+    """The recipe config ``<config_dir>/config.yaml`` (with uer's optim/scheduler/trainer groups)
+    under the overrides in ``argv``, and the model overrides (``+model=<preset>``, ``model.*``,
+    ``model/<part>=...``) set aside for :func:`build_task_model`.
+
+    Raises:
+        UerError: an unknown key or group option, a malformed override.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    model_args = [a for a in argv if a.split("=", 1)[0].lstrip("+~").startswith(MODEL_ARGS)]
+    rest = [a for a in argv if a not in model_args]
+    try:
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
+            cfg = compose("config", overrides=rest)
+    except (HydraException, OmegaConfBaseException) as e:
+        text = " ".join(str(e).split("Config search path")[0].split())
+        raise UerError(text or type(e).__name__) from None
+    OmegaConf.set_struct(cfg, False)
+    return cfg, model_args
+
+
+def read_tsv(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Rows of a UTF-8 TSV file whose first line names the columns (``label<TAB>text_a`` ...), as
+    dicts holding the ``required`` columns and those of ``optional`` that the header has.
+
+    Raises:
+        UerError: a missing file, a header without a required column, or a line with another number
+            of fields than the header (the message names the file and line).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UerError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise UerError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    if not lines:
+        raise UerError(f"{path}: empty file; expected a header line naming the columns")
+    header = lines[0].split("\t")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise UerError(f"{path}: header {header} has no column {missing[0]!r} (needs {', '.join(required)})")
+    keep = [c for c in (*required, *optional) if c in header]
+    where = {c: header.index(c) for c in keep}
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise UerError(f"{path}:{number}: {len(fields)} fields, the header has {len(header)} ({', '.join(header)})")
+        rows.append({c: fields[i] for c, i in where.items()})
+    return rows
+
+
+def target_config(name: str) -> DictConfig:
+    """The target part ``conf/model/target/<name>.yaml`` (interpolations left for the model config)."""
+    return OmegaConf.load(str(importlib.resources.files("uer.conf") / "model" / "target" / f"{name}.yaml"))
+
+
+def _set_labels(model_cfg: DictConfig, num_labels: int | None) -> None:
+    for part in model_cfg.target.values():
+        if isinstance(part, DictConfig) and "num_labels" in part and num_labels is not None:
+            part.num_labels = num_labels
+
+
+def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_labels: int | None):
+    """The model for a task: the checkpoint ``trainer.init_from`` (uer or Hugging Face; its model
+    config and tokenizer) with the target replaced by ``conf/model/target/<target>.yaml``, or the
+    preset named by ``+model=`` with the tokenizer ``task.tokenizer``, from random initialization.
+
+    The embedding and encoder weights come from the checkpoint; so does the pooler of a BERT-style
+    pretraining head (``target.sp.pooler``), as transformers does for ``BertForSequenceClassification``.
+    The task head starts from the seeded initialization.
+
+    Returns:
+        (model, resolved model config, tokenizer, the checkpoint's ``convert.hf_config`` record).
+
+    Raises:
+        UerError: neither a checkpoint nor a preset, no tokenizer, or a checkpoint whose encoder
+            weights do not fit.
+    """
+    from safetensors.torch import load_file
+
+    from uer.convert import as_uer_checkpoint
+    from uer.train.checkpoint import load_config
+
+    overrides = [a for a in model_args if not a.lstrip("+").startswith(("model=", "model/"))]
+    record = {}
+    if cfg.trainer.get("init_from"):
+        source = as_uer_checkpoint(cfg.trainer.init_from)
+        saved = load_config(source)
+        record = OmegaConf.to_container(saved.convert.get("hf_config") or {}) if saved.get("convert") else {}
+        model_cfg = OmegaConf.create({"model": saved.model})
+        model_cfg.model.target = target_config(target)
+        model_cfg.merge_with(OmegaConf.from_dotlist([a.lstrip("+") for a in overrides]))
+        tokenizer = Tokenizer.load(source)
+    else:
+        if not any(a.startswith("+model=") for a in model_args):
+            raise UerError("no model: pass trainer.init_from=<uer or Hugging Face checkpoint> or +model=<preset>")
+        if not cfg.task.get("tokenizer"):
+            raise UerError("task.tokenizer: a model from a preset needs a tokenizer (vocab.txt, tokenizer.json ...)")
+        tokenizer = Tokenizer.load(cfg.task.tokenizer)
+        model_cfg = compose_config([*model_args, f"model/target={target}",
+                                    f"model.vocab_size={tokenizer.vocab_size}"])
+        source = None
+    _set_labels(model_cfg.model, num_labels)
+    model_cfg = resolve(model_cfg).model
+    model = build_model(model_cfg)
+    if source is not None:
+        weights = load_file(str(source / "model.safetensors"))
+        keep = {k: v for k, v in weights.items() if not k.startswith("target.")}
+        keep.update({k.replace("target.sp.pooler", "target.cls.pooler"): v for k, v in weights.items()
+                     if k.startswith("target.sp.pooler") and hasattr(model.target, "cls")
+                     and getattr(model.target.cls, "pooler", None) is not None})
+        result = model.load_state_dict(keep, strict=False)
+        body = [k for k in result.missing_keys if not k.startswith("target.")]
+        if body or result.unexpected_keys:
+            raise UerError(f"trainer.init_from={cfg.trainer.init_from}: weights do not fit; missing {body[:4]}, "
+                           f"unexpected {result.unexpected_keys[:4]}")
+    return model, model_cfg, tokenizer, record
+
+
+def load_task_checkpoint(path: str | Path):
+    """A fine-tuned checkpoint written by a recipe: ``(model in eval mode, its config, tokenizer)``.
+
+    Raises:
+        UerError: not a checkpoint, not written by a fine-tuning recipe, or weights that do not fit.
+    """
+    from uer.train.checkpoint import load_config, load_weights
+
+    path = Path(path)
+    cfg = load_config(path)
+    if cfg.get("task") is None:
+        raise UerError(f"{path}: not a fine-tuned checkpoint (its config.yaml has no task section)")
+    model = build_model(resolve(cfg.model))
+    load_weights(model, path / "model.safetensors")
+    return model.eval(), cfg, Tokenizer.load(path)
+
+
+class Rows:
+    """Feature columns (name -> list, one entry per row) indexable the way :class:`BatchLoader` reads
+    a dataset: ``rows[[i, j]] -> {name: [row i, row j]}``."""
+
+    def __init__(self, columns: dict[str, list]):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def __getitem__(self, indices: list[int]) -> dict[str, list]:
+        return {k: [v[i] for i in indices] for k, v in self.columns.items()}
+
+
+@dataclass
+class Collator:
+    """Pads ``input_ids`` with ``pad_id`` and ``token_type_ids`` with 0 into (B, S) tensors with an
+    ``attention_mask``; per-token ``labels`` are padded with -100; every other column is (B,)."""
+
+    pad_id: int
+
+    def __call__(self, columns: dict[str, list], _rngs=None) -> dict[str, torch.Tensor]:
+        ids, mask = pad(columns["input_ids"], self.pad_id)
+        batch = {"input_ids": torch.from_numpy(ids)}
+        if mask is not None:
+            batch["attention_mask"] = torch.from_numpy(mask)
+        for name, values in columns.items():
+            if name == "input_ids":
+                continue
+            if isinstance(values[0], list):
+                batch[name] = torch.from_numpy(pad(values, -100 if name == "labels" else 0)[0])
+            else:
+                batch[name] = torch.tensor(values)
+        return batch
+
+
+def segments(model_cfg: DictConfig) -> int:
+    """Segment (token type) ids the model has: 0 without a segment embedding."""
+    return OmegaConf.select(model_cfg, "embedding.parts.segment.num_segments", default=0) or 0
+
+
+def with_specials(tokenizer: Tokenizer, a: list[int], b: list[int] | None, length: int,
+                  num_segments: int) -> dict[str, list[int]]:
+    """``[CLS] a [SEP] (b [SEP])`` cut to ``length`` tokens (the longer part shortened first), with
+    ``token_type_ids`` 0 for a and 1 for b when the model has two segments."""
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls is None or sep is None:
+        raise UerError("the tokenizer has no [CLS]/[SEP] tokens, which classification inputs need")
+    a, b = list(a), list(b) if b is not None else None
+    room = length - 2 - (b is not None)
+    while len(a) + len(b or []) > room:
+        (a if len(a) >= len(b or []) else b).pop()
+    ids = [cls, *a, sep] + ([*b, sep] if b is not None else [])
+    out = {"input_ids": ids}
+    if num_segments:
+        second = 1 if num_segments > 1 else 0
+        out["token_type_ids"] = [0] * (len(a) + 2) + [second] * (len(ids) - len(a) - 2)
+    return out
+
+
+@torch.no_grad()
+def predict(model, rows: Rows, collate: Collator, batch_size: int, head, device=None, desc: str = "predict",
+            progress: bool = True) -> list[np.ndarray]:
+    """``head(model, hidden (B, S, D), batch) -> (B, ...)`` for every row, in order, with a progress
+    bar; returns one array per row (float32). The model is left in eval mode."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    loader = BatchLoader(rows, np.arange(len(rows)), collate, batch_size, shuffle=False, drop_last=False)
+    out = []
+    for batch in tqdm(loader.epoch_batches(0), total=len(loader), desc=desc, disable=not progress, leave=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        hidden, _ = model.encode(batch)
+        out.extend(head(model, hidden, batch).float().cpu().numpy())
+    return out
+
+
+def run_config(cfg: DictConfig, model_cfg: DictConfig, task: dict, hf_config: dict) -> DictConfig:
+    """What the checkpoints of a fine-tuning run record: the model, the task (its label names, so
+    inference needs nothing else), the training settings, and ``convert.hf_config`` (``id2label``
+    and ``label2id`` for ``uer-convert``)."""
+    return OmegaConf.create({"model": model_cfg, "task": task, "finetune": cfg.finetune, "trainer": cfg.trainer,
+                             "optim": cfg.optim, "scheduler": cfg.scheduler, "convert": {"hf_config": hf_config}})
+
+
+@dataclass
+class Job:
+    """A fine-tuning run: the pieces a recipe prepares for :func:`train`."""
+
+    cfg: DictConfig
+    model: torch.nn.Module
+    tokenizer: Tokenizer
+    train_rows: Rows
+    dev_rows: Rows
+    evaluator: object
+    run_config: DictConfig
+    class_weights_target: str | None = None
+
+
+def train(job: Job):
+    """Fine-tune ``job.model`` with the library's Trainer: ``finetune.epochs`` epochs, dev evaluation
+    after each, the best checkpoint in ``<output_dir>/best``. Returns the trainer after ``fit``.
+
+    Raises:
+        UerError: bad trainer/optim/scheduler/finetune keys, too little data for one batch, or an
+            output dir that holds another run.
+    """
+    from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer, validated
+    from uer.train.optim import EncoderFreezer, build_optimizer, build_scheduler
+    from uer.train.run import resume_point
+    from uer.train.trainer import Trainer, pick_device
+
+    cfg = job.cfg
+    ft = validated(cfg.finetune, FinetuneConfig, "finetune")
+    batch_size = cfg.task.batch_size
+    if len(job.train_rows) < batch_size:
+        raise UerError(f"task.train={cfg.task.train}: {len(job.train_rows)} examples, fewer than one batch of "
+                       f"{batch_size}; lower task.batch_size")
+    per_epoch = len(job.train_rows) // batch_size
+    cfg.trainer.max_steps = ft.max_steps or ft.epochs * per_epoch
+    cfg.trainer.eval_every = ft.eval_every or per_epoch
+    t = validated(cfg.trainer, TrainerConfig, "trainer")
+    check_trainer(t)
+    job.run_config.trainer = OmegaConf.structured(t)
+    resume_from = resume_point(t, job.run_config.model)
+    model = job.model.to(pick_device(t.device))
+    if ft.class_weights is not None:
+        head = getattr(model.target, job.class_weights_target)
+        if len(ft.class_weights) != head.classifier.out_features:
+            raise UerError(f"finetune.class_weights has {len(ft.class_weights)} values for "
+                           f"{head.classifier.out_features} labels")
+        head.class_weights = torch.tensor(ft.class_weights, device=next(model.parameters()).device)
+    optimizer = build_optimizer(model, validated(cfg.optim, OptimConfig, "optim"), ft.layer_decay)
+    scheduler = build_scheduler(optimizer, validated(cfg.scheduler, SchedulerConfig, "scheduler"), t.max_steps)
+    collate = Collator(job.tokenizer.pad_token_id or 0)
+    train_loader = BatchLoader(job.train_rows, np.arange(len(job.train_rows)), collate, batch_size, seed=t.seed)
+    dev_loader = BatchLoader(job.dev_rows, np.arange(len(job.dev_rows)), collate, batch_size, shuffle=False,
+                             drop_last=False)
+    hooks = [EncoderFreezer(model, ft.freeze_encoder_steps)] if ft.freeze_encoder_steps else []
+    trainer = Trainer(model, optimizer, scheduler, train_loader, t, Path(t.output_dir), job.run_config,
+                      job.tokenizer, dev_loader, evaluator=job.evaluator, best_metric=ft.best_metric,
+                      patience=ft.patience, before_step=hooks)
+    if resume_from is not None:
+        trainer.resume(resume_from)
+    log.info("fine-tuning: %d training / %d dev examples, %d steps (%d per epoch), output %s",
+             len(job.train_rows), len(job.dev_rows), t.max_steps, per_epoch, t.output_dir)
+    trainer.fit()
+    return trainer
+
+
+def evaluator_for(rows: Rows, pad_id: int, batch_size: int, head, score):
+    """A Trainer evaluator: ``score(predictions of head on rows) -> {metric: value}``."""
+
+    def evaluate(trainer) -> dict[str, float]:
+        return score(predict(trainer.model, rows, Collator(pad_id), batch_size, head, progress=False))
+
+    return evaluate
+
+
+def best_model(trainer):
+    """The weights of the best evaluation (``<output_dir>/best``), or the final ones without one."""
+    from uer.train.checkpoint import load_weights
+
+    best = Path(trainer.output_dir) / "best" / "model.safetensors"
+    if best.is_file():
+        load_weights(trainer.model, best)
+    return trainer.model.eval()
+
+
+def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
+    """The recipe of a task module: fine-tune on ``task.train`` with dev evaluation every epoch, keep
+    the best, score it on ``task.dev`` and the labeled ``task.test``, and write predictions for
+    ``task.test_nolabel`` to ``<output_dir>/test_predictions.*``. Returns ``dev/*`` and ``test/*``.
+
+    A task module has ``TARGET`` (the target config) and ``HEAD`` (its name in the model), and:
+    ``labels(cfg) -> (labels, names) | (None, None)``; ``load(path, tokenizer, task_cfg, model_cfg,
+    labels) -> (Rows, context)``; ``score(predictions, context) -> metrics``; ``head(model, hidden,
+    batch)``; ``infer(model, run_cfg, tokenizer, source, output, batch_size)``.
+
+    Raises:
+        UerError: bad configuration or input (see :func:`train` and the task's ``load``).
+    """
+    cfg, model_args = compose_recipe(config_dir, argv)
+    labels, names = task.labels(cfg)
+    model, model_cfg, tokenizer, record = build_task_model(cfg, model_args, task.TARGET,
+                                                           None if labels is None else len(labels))
+    data = {s: task.load(cfg.task[s], tokenizer, cfg.task, model_cfg, labels) for s in ("train", "dev")}
+    pad_id = tokenizer.pad_token_id or 0
+    batch_size = cfg.task.batch_size
+    dev_rows, dev_context = data["dev"]
+    evaluator = evaluator_for(dev_rows, pad_id, batch_size, task.head, lambda out: task.score(out, dev_context))
+    hf = dict(record)
+    if names is not None:
+        hf.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    meta = {**OmegaConf.to_container(cfg.task), "labels": labels, "names": names}
+    trainer = train(Job(cfg, model, tokenizer, data["train"][0], dev_rows, evaluator,
+                        run_config(cfg, model_cfg, meta, hf), task.HEAD))
+    model = best_model(trainer)
+    result = {"dev/" + k: v for k, v in evaluator(trainer).items()}
+    if cfg.task.get("test"):
+        rows, context = task.load(cfg.task.test, tokenizer, cfg.task, model_cfg, labels)
+        out = predict(model, rows, Collator(pad_id), batch_size, task.head, desc="test")
+        result.update({"test/" + k: v for k, v in task.score(out, context).items()})
+    if cfg.task.get("test_nolabel"):
+        suffix = Path(cfg.task.test_nolabel).suffix
+        task.infer(model, trainer.run_config, tokenizer, cfg.task.test_nolabel,
+                   Path(trainer.output_dir) / f"test_predictions{suffix}", batch_size)
+    log.info("best dev and test scores: %s", " ".join(f"{k}={v:.4f}" for k, v in result.items()))
+    return result
