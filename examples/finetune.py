@@ -399,3 +399,23 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
                    Path(trainer.output_dir) / f"test_predictions{suffix}", batch_size)
     log.info("best dev and test scores: %s", " ".join(f"{k}={v:.4f}" for k, v in result.items()))
     return result
+
+
+def main(task, script: str, argv: list[str]) -> int:
+    """The body of ``examples/<task>/train.py``: ``-h``/``--help`` prints the script's usage and its
+    config (every key with its default and comment); otherwise :func:`run_recipe`, exit status 0,
+    or 2 with one ``error:`` line on bad input."""
+    from uer.cli.common import run_command
+
+    here = Path(script).resolve().parent
+    if {"-h", "--help"} & set(argv):
+        print(f"usage: python examples/{here.name}/train.py [trainer.init_from=<uer checkpoint or Hugging Face dir> "
+              f"| +model=<preset> task.tokenizer=<vocab>] [key=value ...]\n\n"
+              f"keys and defaults ({here / 'config.yaml'}):\n{(here / 'config.yaml').read_text(encoding='utf-8')}")
+        return 0
+
+    def job(args: list[str]) -> int:
+        run_recipe(task, here, args)
+        return 0
+
+    return run_command(job, argv)

@@ -233,8 +233,9 @@ def test_hostile_target_in_a_checkpoint_config_is_refused(tmp_path, run, target)
     args, checkpoint = run
     marker = tmp_path / "pwned"
     broken = broken_copy(checkpoint, tmp_path, lambda c: hostile_config(c, target, marker))
-    if target == "os.system":  # one command run is enough: refused by the export spec before anything is built
-        error_line(command(tmp_path, "convert", str(broken), str(tmp_path / "hf")))
+    if target == "os.system":  # one command run is enough: refused before anything is built
+        line = error_line(command(tmp_path, "convert", str(broken), str(tmp_path / "hf")))
+        assert f"model.encoder._target_={target}" in line and "allowed packages" in line, line
     one_line_error(lambda: build_model(load_config(broken).model), f"model.encoder._target_={target}",
                    "allowed packages")
     for key in ("trainer.init_from", "trainer.resume"):

@@ -10,9 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `examples.*`
 
-from examples.finetune import run_recipe
+from examples.finetune import main
 from examples.qa import task
-from uer.cli.common import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command(lambda args: run_recipe(task, Path(__file__).parent, args) and 0, sys.argv[1:]))
+    sys.exit(main(task, __file__, sys.argv[1:]))

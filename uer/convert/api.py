@@ -114,7 +114,7 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
             differs), missing or corrupt weights, or an existing ``dst``.
     """
     from uer.data.tokenizer import Tokenizer
-    from uer.models.build import build_model
+    from uer.models.build import build_model, check_targets
     from uer.train.checkpoint import load_config, load_weights
 
     src, dst = Path(src), Path(dst)
@@ -122,6 +122,7 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
     if cfg.get("model") is None:
         raise UerError(f"{src / 'config.yaml'}: no model section")
     model_cfg = resolve(cfg.model)
+    check_targets(model_cfg, where=f"{src / 'config.yaml'}: model")  # before anything reads the config
     record = OmegaConf.to_container(cfg.convert, resolve=False) if cfg.get("convert") else {}
     extras = record.get("hf_config") or {}
     num_labels = _num_labels(model_cfg)

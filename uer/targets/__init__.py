@@ -3,7 +3,11 @@ from uer.targets.cls import ClsTarget
 from uer.targets.lm import LmTarget
 from uer.targets.mlm import MlmTarget
 from uer.targets.output import LossTerm, TargetOutput
+from uer.targets.seq_cls import SeqClsTarget
 from uer.targets.sp import SpTarget
+from uer.targets.span import SpanTarget
 from uer.targets.targets import Targets
+from uer.targets.token_cls import TokenClsTarget
 
-__all__ = ["ClsTarget", "LmTarget", "LossTerm", "MlmTarget", "SpTarget", "TargetOutput", "Targets"]
+__all__ = ["ClsTarget", "LmTarget", "LossTerm", "MlmTarget", "SeqClsTarget", "SpTarget", "SpanTarget", "TargetOutput",
+           "Targets", "TokenClsTarget"]
