@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.finetune import Collator, Rows, predict, read_tsv, segments, with_specials
+from examples.features import Collator, Rows, predict, read_tsv, segments, with_specials
 from uer.errors import UerError
 
 TARGET = "seq_cls"

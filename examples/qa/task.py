@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.finetune import Collator, Rows, predict, segments
+from examples.features import Collator, Rows, predict, segments
 from uer.errors import UerError
 
 log = logging.getLogger("uer")

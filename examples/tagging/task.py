@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.finetune import Collator, Rows, predict, read_tsv
+from examples.features import Collator, Rows, predict, read_tsv
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
