@@ -11,9 +11,9 @@ import pytest
 import torch
 from convert_cases import CASES, hf_tokenizer, load_uer, save_hf
 from omegaconf import OmegaConf
-from test_convert_seq2seq import CASES as SEQ2SEQ_CASES
-from test_convert_seq2seq import PAD
-from test_convert_seq2seq import save_hf as save_seq2seq_hf
+from seq2seq_cases import CASES as SEQ2SEQ_CASES
+from seq2seq_cases import PAD
+from seq2seq_cases import save_hf as save_seq2seq_hf
 
 from uer.cli.generate import main
 from uer.config import compose_config, resolve
