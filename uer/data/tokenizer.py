@@ -1,6 +1,7 @@
 """The toolkit's one tokenizer: a Hugging Face `tokenizers.Tokenizer` plus the roles of its special tokens.
 
-Every vocabulary format a user may bring is imported into a `tokenizers` backend (`Tokenizer.load`),
+Every vocabulary format a user may bring is imported into a `tokenizers` backend (`Tokenizer.load`,
+reading each format with `uer.data.tokenizer_formats`),
 and a new WordPiece or byte-level BPE vocabulary can be trained from a corpus (`Tokenizer.train`).
 Special tokens (roles cls, sep, mask, pad, unk, bos, eos) belong to each instance, never to globals.
 
@@ -28,11 +29,21 @@ from importlib import resources
 from pathlib import Path
 
 import tokenizers
-from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, models, pre_tokenizers, processors, trainers
 
+from uer.data.tokenizer_formats import (
+    ROLES,
+    bert_pipeline,
+    byte_level_pipeline,
+    fail,
+    merges_candidates,
+    read_bpe,
+    read_json,
+    read_sentencepiece,
+    read_wordpiece_vocab,
+)
 from uer.errors import UerError
 
-ROLES = ("cls", "sep", "mask", "pad", "unk", "bos", "eos")
 """The special-token roles a tokenizer may define."""
 SENTINEL_FORMATS = ("<extra_id_{}>", "extra{}")
 """Sentinel token names looked for when none is configured: T5's and the ``extraN`` of UER's vocabularies."""
@@ -100,24 +111,25 @@ class Tokenizer:
         path = Path(spec)
         if "," in spec and not path.exists():
             vocab, merges = spec.split(",", 1)
-            return cls._from_bpe(Path(vocab), Path(merges))
+            return cls._finish(read_bpe(Path(vocab), Path(merges)), vocab)
         if path.is_dir():
             if not (path / "tokenizer.json").is_file():
-                raise _fail(path, "directory holds no tokenizer.json")
+                raise fail(path, "directory holds no tokenizer.json")
             tokenizer = cls._from_json(path / "tokenizer.json")
             if (path / TARGET_DIR).is_dir():
                 tokenizer.target = cls.load(path / TARGET_DIR)
             return tokenizer
         elif not path.exists():
-            raise _fail(path, "no such file or directory")
+            raise fail(path, "no such file or directory")
         if path.suffix == ".model":
-            return cls._from_sentencepiece(path)
-        merges = next((p for p in _merges_candidates(path) if p != path and p.is_file()), None)
+            backend, roles = read_sentencepiece(path)
+            return cls._finish(backend, path, roles)
+        merges = next((p for p in merges_candidates(path) if p != path and p.is_file()), None)
         if merges is not None:
-            return cls._from_bpe(path, merges)
+            return cls._finish(read_bpe(path, merges), path)
         if path.suffix == ".json":
             return cls._from_json(path)
-        return cls._from_wordpiece_vocab(path, lowercase)
+        return cls._finish(read_wordpiece_vocab(path, lowercase), path)
 
     @classmethod
     def train(cls, files: list[str | Path], kind: str = "wordpiece", vocab_size: int = 8000,
@@ -141,7 +153,7 @@ class Tokenizer:
         if kind == "wordpiece":
             backend = _train_wordpiece(paths, vocab_size, lowercase, min_frequency)
         elif kind == "bpe":
-            backend = _byte_level(models.BPE(), lowercase)
+            backend = byte_level_pipeline(models.BPE(), lowercase)
             trainer = trainers.BpeTrainer(
                 vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=["<|endoftext|>"],
                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -170,7 +182,7 @@ class Tokenizer:
             (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
             (out / "special_tokens_map.json").write_text(json.dumps(roles, indent=2) + "\n", encoding="utf-8")
         except OSError as e:
-            raise _fail(out, f"cannot write ({e.strerror or e})") from None
+            raise fail(out, f"cannot write ({e.strerror or e})") from None
         if self.target is not None:
             self.target.save(out / TARGET_DIR, model_max_length)
 
@@ -263,7 +275,7 @@ class Tokenizer:
         try:
             return cls(backend, roles)
         except UerError as e:
-            raise _fail(source, str(e)) from None
+            raise fail(source, str(e)) from None
 
     @classmethod
     def _load_builtin(cls, name: str) -> "Tokenizer":
@@ -275,92 +287,8 @@ class Tokenizer:
 
     @classmethod
     def _from_json(cls, path: Path) -> "Tokenizer":
-        text = _read_text(path)
-        try:
-            backend = tokenizers.Tokenizer.from_str(text)
-        except Exception as e:
-            raise _fail(path, f"not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
-        roles = _config_roles(path.parent) if path.name == "tokenizer.json" else {}
+        backend, roles = read_json(path)
         return cls._checked(backend, roles or _infer_roles(backend), path)
-
-    @classmethod
-    def _from_wordpiece_vocab(cls, path: Path, lowercase: bool | None) -> "Tokenizer":
-        tokens = _read_lines(path)
-        vocab = {token: i for i, token in enumerate(tokens)}
-        unk = next((t for t in ("[UNK]", "<unk>") if t in vocab), None)
-        if unk is None:
-            raise _fail(path, "WordPiece vocabulary has no unknown token ([UNK] or <unk>)")
-        if lowercase is None:
-            lowercase = not any(_has_ascii_capital(t) for t in tokens)
-        return cls._finish(_bert(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100), lowercase), path)
-
-    @classmethod
-    def _from_bpe(cls, vocab_path: Path, merges_path: Path) -> "Tokenizer":
-        text = _read_text(vocab_path)
-        if text.lstrip().startswith("{"):
-            try:
-                vocab = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise _fail(vocab_path, f"invalid JSON ({e.msg}, line {e.lineno})") from None
-            if not all(isinstance(i, int) for i in vocab.values()):
-                raise _fail(vocab_path, "a JSON vocabulary must map tokens to integer ids")
-        else:
-            vocab = {token: i for i, token in enumerate(_read_lines(vocab_path))}
-        merges = []
-        for number, line in enumerate(_read_lines(merges_path), 1):
-            if line and not line.startswith("#version"):
-                pair = line.split(" ")
-                if len(pair) != 2:
-                    raise _fail(merges_path, f"line {number}: expected two tokens separated by one space")
-                merges.append((pair[0], pair[1]))
-        try:
-            model = models.BPE(vocab, merges)
-        except Exception as e:
-            raise _fail(merges_path, f"does not fit vocabulary {vocab_path} ({str(e).splitlines()[0]})") from None
-        return cls._finish(_byte_level(model, lowercase=False), vocab_path)
-
-    @classmethod
-    def _from_sentencepiece(cls, path: Path) -> "Tokenizer":
-        """Convert a SentencePiece model (Kudo & Richardson 2018) into an equivalent backend."""
-        try:
-            from sentencepiece import sentencepiece_model_pb2
-        except Exception as e:  # ImportError, or protobuf's VersionError for a too old protobuf
-            problem = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise _fail(path, f"reading it needs the packages sentencepiece and protobuf ({problem})") from None
-        proto = sentencepiece_model_pb2.ModelProto()
-        try:
-            proto.ParseFromString(_read_bytes(path))
-        except Exception:
-            raise _fail(path, "not a SentencePiece model (cannot parse it)") from None
-        if not proto.pieces:
-            raise _fail(path, "not a SentencePiece model (no pieces)")
-        spec, norm, pieces = proto.trainer_spec, proto.normalizer_spec, proto.pieces
-        if spec.model_type == spec.UNIGRAM:
-            # float32 scores written with 9 digits: exact for float32 and stable through tokenizer.json
-            scores = [(p.piece, float(f"{p.score:.9g}")) for p in pieces]
-            model = models.Unigram(scores, spec.unk_id, spec.byte_fallback)
-        elif spec.model_type == spec.BPE:
-            vocab = {p.piece: i for i, p in enumerate(pieces)}
-            model = models.BPE(vocab, _spm_merges(pieces, vocab), unk_token=pieces[spec.unk_id].piece,
-                               fuse_unk=True, byte_fallback=spec.byte_fallback)
-        else:
-            raise _fail(path, f"SentencePiece {spec.ModelType.Name(spec.model_type)} models are not supported")
-        backend = tokenizers.Tokenizer(model)
-        steps = [normalizers.Precompiled(norm.precompiled_charsmap)] if norm.precompiled_charsmap else []
-        if norm.remove_extra_whitespaces:
-            steps += [normalizers.Strip(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")]
-        backend.normalizer = normalizers.Sequence(steps + [normalizers.Prepend("\u2581")] * norm.add_dummy_prefix)
-        backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never", split=spec.split_by_whitespace)
-        backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
-                                            + [decoders.Strip(" ", 1, 0)] * norm.add_dummy_prefix)
-        # Like transformers' converter: user-defined and control pieces become added tokens, matched before
-        # normalization (so spaces next to a user-defined piece may split differently from sentencepiece).
-        backend.add_tokens([AddedToken(p.piece, normalized=False) for p in pieces if p.type == p.USER_DEFINED])
-        backend.add_special_tokens([AddedToken(p.piece, normalized=False, special=True)
-                                    for p in pieces if p.type in (p.CONTROL, p.UNKNOWN)])
-        ids = {"unk": spec.unk_id, "bos": spec.bos_id, "eos": spec.eos_id, "pad": spec.pad_id}
-        return cls._finish(backend, path, {r: pieces[i].piece for r, i in ids.items() if 0 <= i < len(pieces)})
-
 
 def train_tokenizer(name: str) -> Tokenizer:
     """Re-train the builtin tokenizer `name` ("kjv-wordpiece" or "kjv-bpe") from the shipped kjv.txt with
@@ -377,43 +305,15 @@ def _train_wordpiece(paths: list[Path], vocab_size: int, lowercase: bool, min_fr
     #1794); a first pass finds those characters, and the second pass fixes their ids by listing them
     in sorted order after the special tokens. The result is re-assembled without them as added tokens."""
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    probe = _bert(models.WordPiece(unk_token="[UNK]"), lowercase)
+    probe = bert_pipeline(models.WordPiece(unk_token="[UNK]"), lowercase)
     probe.train_from_iterator(_corpus_batches(paths),
                               trainers.WordPieceTrainer(vocab_size=1, special_tokens=specials, show_progress=False))
     continuing = sorted(t for t in probe.get_vocab() if t.startswith("##") and len(t) == 3)
-    trained = _bert(models.WordPiece(unk_token="[UNK]"), lowercase)
+    trained = bert_pipeline(models.WordPiece(unk_token="[UNK]"), lowercase)
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=specials + continuing, show_progress=False)
     trained.train_from_iterator(_corpus_batches(paths), trainer)
-    return _bert(trained.model, lowercase)
-
-
-def _bert(model, lowercase: bool) -> tokenizers.Tokenizer:
-    """BERT's pipeline around a WordPiece `model`: clean text, split CJK characters, (lowercase and strip
-    accents), split on whitespace and punctuation; "##" pieces are glued back when decoding."""
-    backend = tokenizers.Tokenizer(model)
-    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    return backend
-
-
-def _byte_level(model, lowercase: bool) -> tokenizers.Tokenizer:
-    """GPT-2's byte-level pipeline around a BPE `model`: every byte has a symbol, so nothing is unknown."""
-    backend = tokenizers.Tokenizer(model)
-    if lowercase:
-        backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    return backend
-
-
-def _spm_merges(pieces, vocab: dict[str, int]) -> list[tuple[str, str]]:
-    """BPE merges equivalent to a SentencePiece BPE model: a normal piece is the merge of any split of it
-    into two known pieces, ranked by the piece's score (higher merges first)."""
-    ranked = sorted((p for p in pieces if p.type == p.NORMAL), key=lambda p: -p.score)
-    return [(p.piece[:k], p.piece[k:]) for p in ranked for k in range(1, len(p.piece))
-            if p.piece[:k] in vocab and p.piece[k:] in vocab]
+    return bert_pipeline(trained.model, lowercase)
 
 
 def _infer_roles(backend: tokenizers.Tokenizer) -> dict[str, str]:
@@ -424,40 +324,6 @@ def _infer_roles(backend: tokenizers.Tokenizer) -> dict[str, str]:
         if name is not None:
             roles[role] = name
     return roles
-
-
-def _config_roles(directory: Path) -> dict[str, str]:
-    """Roles stated by Hugging Face's special_tokens_map.json / tokenizer_config.json (which wins),
-    as strings or AddedToken dicts ``{"content": ...}``; {} when neither states any."""
-    roles = {}
-    for path in (directory / "special_tokens_map.json", directory / "tokenizer_config.json"):
-        if not path.is_file():
-            continue
-        try:
-            config = json.loads(_read_text(path))
-        except json.JSONDecodeError as e:
-            raise _fail(path, f"invalid JSON ({e.msg}, line {e.lineno})") from None
-        if not isinstance(config, dict):
-            raise _fail(path, "expected a JSON object")
-        for role in ROLES:
-            value = config.get(f"{role}_token")
-            value = value.get("content") if isinstance(value, dict) else value
-            if isinstance(value, str):
-                roles[role] = value
-    return roles
-
-
-def _merges_candidates(path: Path) -> list[Path]:
-    """Where the merges of a BPE vocabulary `path` would be: "vocab" -> "merges" in its name, .txt too."""
-    if "vocab" not in path.name:
-        return []
-    name = path.name.replace("vocab", "merges")
-    return [path.with_name(name), path.with_name(Path(name).stem + ".txt")]
-
-
-def _has_ascii_capital(token: str) -> bool:
-    bracketed = token[:1] + token[-1:] in ("[]", "<>")
-    return not bracketed and any("A" <= c <= "Z" for c in token)
 
 
 def _corpus_batches(paths: list[Path], size: int = 1000):
@@ -480,35 +346,3 @@ def _corpus_batches(paths: list[Path], size: int = 1000):
         if batch:
             yield batch
 
-
-def _fail(path, problem: str) -> UerError:
-    return UerError(f"tokenizer {path}: {problem}")
-
-
-def _read_bytes(path: Path) -> bytes:
-    if path.is_dir():
-        raise _fail(path, "is a directory, expected a file")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _fail(path, "no such file") from None
-    except OSError as e:
-        raise _fail(path, f"cannot read ({e.strerror or e})") from None
-    if not data.strip():
-        raise _fail(path, "file is empty")
-    return data
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return _read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise _fail(path, f"invalid UTF-8 at byte {e.start}") from None
-
-
-def _read_lines(path: Path) -> list[str]:
-    """Lines of a one-entry-per-line file, without line ends; a final newline adds no entry."""
-    lines = _read_text(path).split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
