@@ -47,6 +47,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float,
                    help="MFU against this peak (e.g. a GPU's dense bf16 spec) instead of the measured matmul")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the uer model, as trainer.compile=true does (the peer stays eager)")
+    p.add_argument("--compile-peer", action="store_true", help="torch.compile the transformers model too")
     add_timing_args(p, steps=10, rounds=3)
     args = p.parse_args()
     if min(args.steps, args.rounds, args.threads, args.vocab_size, args.num_labels) < 1 or args.warmup < 0:
@@ -114,6 +117,8 @@ def describe(args, family: Family, m: DictConfig, sides: tuple[Side, Side], batc
           f"uer's optim config on BOTH sides: lr {d['lr']}, {impl}, no decay on vectors), zero_grad; no "
           f"clipping, no scheduler; warmup {args.warmup} steps per side and precision, then {args.rounds} "
           f"interleaved rounds x {args.steps} timed steps per side (order flips each round), median round")
+    print(f"execution: uer {'torch.compile' if args.compile else 'eager'}, transformers "
+          f"{'torch.compile' if args.compile_peer else 'eager'}")
     print(family.note)
     with torch.no_grad():
         first = [s.loss(batches[0]).item() for s in sides]
@@ -142,9 +147,13 @@ def main() -> None:
                for b in family.batches(m, min(args.steps, 8), batch, seq, args.seed)]
     describe(args, family, m, sides, batches, batch, seq)
     items = family.items(batches[0])
+    # counted before compiling: a module first called under FlopCounterMode's dispatch mode is never compiled
+    flops = {p: {s.name: s.flops(batches[0], p) for s in sides} for p in args.precision}
+    for s, on in zip(sides, (args.compile, args.compile_peer)):
+        if on:
+            s.model.compile()
     for precision in args.precision:
         peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(device, DTYPES[precision])
-        flops = {s.name: s.flops(batches[0], precision) for s in sides}
         for s in sides:
             for i in range(args.warmup):
                 s.step(batches[i % len(batches)], precision)
@@ -155,9 +164,9 @@ def main() -> None:
         median = {}
         for s in sides:
             median[s.name] = statistics.median(rates[s.name])
-            mfu = flops[s.name] * median[s.name] / items / peak
+            mfu = flops[precision][s.name] * median[s.name] / items / peak
             print(f"  {s.name:<13} {summary(rates[s.name])} {family.unit}/s, "
-                  f"{1000 * items / median[s.name]:7.1f} ms/step, {flops[s.name] / 1e9:7.2f} GFLOP/step, "
+                  f"{1000 * items / median[s.name]:7.1f} ms/step, {flops[precision][s.name] / 1e9:7.2f} GFLOP/step, "
                   f"MFU {100 * mfu:5.1f}%")
         print(f"  ratio uer / transformers: {median['uer'] / median['transformers']:.2f}x\n")
 

@@ -13,7 +13,6 @@ from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 
 from uer.errors import UerError
 
-
 ROLES = ("cls", "sep", "mask", "pad", "unk", "bos", "eos")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from uer.layers.dropout import Dropout
 from uer.layers.norms import make_norm
 
 
@@ -35,7 +36,7 @@ class Embedding(nn.Module):
         for name, module in parts.items():
             self.add_module(name, module)
         self.norm = make_norm(norm, dim, norm_eps) if norm else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.project = nn.Linear(dim, project_dim) if project_dim else None
         self.mask_field = mask_field
 

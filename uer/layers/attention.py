@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from uer.layers.dropout import dropout
 from uer.layers.kv_cache import KVCache
 
 PATTERNS = ("fully_visible", "causal", "prefix")
@@ -53,6 +54,30 @@ def attention_mask(mask: torch.Tensor | None, pattern: str, length: int, past: i
     if pattern == "prefix":
         visible = visible | prefix[:, None, None, :].bool()
     return visible if keys is None else keys & visible, False
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+           is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None) -> torch.Tensor:
+    """``torch.nn.functional.scaled_dot_product_attention`` (same arguments and result: q (B, H, T, Dh),
+    k and v (B, H, K, Dh) -> (B, H, T, Dh)), except on CPU with ``dropout_p`` > 0.
+
+    There SDPA falls back to its math path and draws the probability dropout with ``bernoulli_``;
+    this computes the same math path (softmax(q·kᵀ·scale + mask), dropout, ·v) with
+    :func:`uer.layers.dropout.dropout`'s cheaper mask. Masked scores get the dtype's lowest value
+    rather than -inf, so a row with no visible key averages the values instead of becoming NaN.
+    """
+    if dropout_p == 0 or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                              dropout_p=dropout_p, scale=scale)
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if is_causal:
+        t, n = scores.shape[-2:]
+        attn_mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
+    elif attn_mask is not None:
+        scores = scores + attn_mask
+    return torch.matmul(dropout(scores.softmax(-1), dropout_p), v)
 
 
 def with_bias(attn_mask: torch.Tensor | None, bias: torch.Tensor) -> torch.Tensor:
@@ -127,6 +152,5 @@ class MultiHeadAttention(nn.Module):
             q, k, v = self._heads(self.qkv(x), 3)
             if cache is not None:
                 k, v = cache.update(index, k, v)
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+        h = attend(q, k, v, attn_mask, is_causal, self.dropout if self.training else 0.0, self.scale)
         return self.out(h.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))

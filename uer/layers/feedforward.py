@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from uer.layers.dropout import Dropout
+
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact erf GELU (BERT, ViT)
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # tanh approximation (GPT-2)
@@ -50,8 +52,8 @@ class FeedForward(nn.Module):
         self.up = nn.Linear(dim, ffn_dim, bias=bias)
         self.gate = nn.Linear(dim, ffn_dim, bias=bias) if gated else None
         self.down = nn.Linear(ffn_dim, dim, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = Dropout(dropout)
+        self.activation_dropout = Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, S, D) -> (B, S, D)."""

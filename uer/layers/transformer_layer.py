@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from uer.layers.attention import MultiHeadAttention
+from uer.layers.dropout import Dropout
 from uer.layers.feedforward import FeedForward
 from uer.layers.kv_cache import KVCache
 from uer.layers.norms import make_norm
@@ -54,7 +55,7 @@ class TransformerLayer(nn.Module):
             self.cross_attention = None
         self.ffn = FeedForward(dim, ffn_dim, activation, dropout, bias, gated_ffn, activation_dropout)
         self.ffn_norm = make_norm(norm, dim, norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _residual(self, x: torch.Tensor, norm: nn.Module, branch) -> torch.Tensor:
         if self.pre_norm:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from uer.layers.dropout import Dropout
 from uer.targets.cls import ClsTarget
 from uer.targets.output import TargetOutput, accuracy
 from uer.targets.token_cls import class_weighted_loss
@@ -32,7 +33,7 @@ class SeqClsTarget(ClsTarget):
     def __init__(self, dim: int, num_labels: int, pooling: str = "first", pooler: bool = True,
                  dropout: float = 0.1, label_field: str = "labels"):
         super().__init__(dim, num_labels, pooling, pooler, label_field)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.register_buffer("class_weights", None, persistent=False)
 
     def logits(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from uer.layers.dropout import Dropout
 from uer.targets.output import TargetOutput, accuracy
 
 
@@ -36,7 +37,7 @@ class TokenClsTarget(nn.Module):
 
     def __init__(self, dim: int, num_labels: int, dropout: float = 0.1, label_field: str = "labels"):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(dim, num_labels)
         self.label_field = label_field
         self.register_buffer("class_weights", None, persistent=False)
