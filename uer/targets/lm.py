@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from uer.targets.cross_entropy import summed_cross_entropy
 from uer.targets.output import TargetOutput, accuracy
 
 
@@ -57,5 +57,5 @@ class LmTarget(nn.Module):
         h = (hidden[:, :-1] if self.shift else hidden)[selected]
         y = labels[selected]
         logits = self.logits(h)
-        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+        loss_sum = summed_cross_entropy(logits, y)
         return TargetOutput.single("lm", loss_sum, selected.sum(), logits, {"acc": accuracy(logits, y)})

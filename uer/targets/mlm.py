@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from uer.layers.feedforward import get_activation
 from uer.layers.norms import make_norm
+from uer.targets.cross_entropy import summed_cross_entropy
 from uer.targets.output import TargetOutput, accuracy
 
 
@@ -49,5 +49,5 @@ class MlmTarget(nn.Module):
         h = hidden[selected]  # (N, D)
         y = labels[selected]
         logits = self.decoder(self.norm(self.act(self.dense(h))))
-        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+        loss_sum = summed_cross_entropy(logits, y)
         return TargetOutput.single("mlm", loss_sum, selected.sum(), logits, {"acc": accuracy(logits, y)})

@@ -3,7 +3,6 @@ classifier (Devlin et al. 2019, §4.1) with dropout, class weights and predictio
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from uer.layers.dropout import Dropout
 from uer.targets.cls import ClsTarget
