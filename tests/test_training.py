@@ -67,6 +67,27 @@ def test_tiny_model_overfits_one_batch():
     assert correct == total
 
 
+def test_gradient_checkpointing_gives_the_same_gradients_with_dropout():
+    """Recomputed layers must draw the same dropout masks (checkpoint restores the RNG state)."""
+    grads = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        cfg = resolve(compose_config(["+model=bert_tiny", "model.vocab_size=60",
+                                      f"model.encoder.gradient_checkpointing={str(recompute).lower()}"]))
+        model = build_model(cfg.model).train()
+        assert model.encoder.gradient_checkpointing is recompute
+        ids = torch.randint(5, 60, (4, 16))
+        labels = torch.where(torch.arange(16) % 4 == 3, ids, -100)
+        batch = {"input_ids": ids, "labels": labels, "token_type_ids": torch.zeros_like(ids),
+                 "next_sentence_label": torch.tensor([0, 1, 0, 1])}
+        torch.manual_seed(1)
+        model(batch).loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+
+
 def weights(out: Path) -> dict[str, torch.Tensor]:
     last = sorted((out / "checkpoints").iterdir())[-1]
     return load_file(last / "model.safetensors")

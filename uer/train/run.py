@@ -211,13 +211,15 @@ def prepare(cfg: DictConfig) -> Trainer:
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
     try:
         train_loader = BatchLoader(dataset, train_idx, collate, run_cfg.data.batch_size, seed=t.seed,
-                                   rank=rank, world_size=world, num_workers=run_cfg.data.num_workers)
+                                   rank=rank, world_size=world, num_workers=run_cfg.data.num_workers,
+                                   pin_memory=device.type == "cuda")
     except ValueError as e:
         raise UerError(f"data: {e}; use a larger corpus or a smaller data.batch_size") from None
     eval_loader = None
     if len(eval_idx):
         eval_loader = BatchLoader(dataset, eval_idx, collate, run_cfg.data.batch_size, seed=t.seed,
-                                  shuffle=False, drop_last=False, rank=rank, world_size=world)
+                                  shuffle=False, drop_last=False, rank=rank, world_size=world,
+                                  pin_memory=device.type == "cuda")
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
              run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
