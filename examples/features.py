@@ -3,6 +3,7 @@
 ``[CLS] a [SEP] b [SEP]`` inputs, and batched prediction with a progress bar."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,15 +114,27 @@ def with_specials(tokenizer: Tokenizer, a: list[int], b: list[int] | None, lengt
 
 @torch.no_grad()
 def predict(model, rows: Rows, collate: Collator, batch_size: int, head, device=None, desc: str = "predict",
-            progress: bool = True) -> list[np.ndarray]:
+            progress: bool = True, precision: str = "fp32") -> list[np.ndarray]:
     """``head(model, hidden (B, S, D), batch) -> (B, ...)`` for every row, in order, with a progress
-    bar; returns one array per row (float32). The model is left in eval mode."""
+    bar; returns one array per row (float32). ``precision`` (fp32 | bf16 | fp16, the trainer's) sets
+    the autocast dtype of the forward, as in training. The model is left in eval mode."""
+    from uer.train.trainer import DTYPES
+
     model.eval()
-    device = device or next(model.parameters()).device
+    device = torch.device(device or next(model.parameters()).device)
+    autocast = (torch.autocast(device.type, dtype=DTYPES[precision]) if precision != "fp32"
+                else contextlib.nullcontext())
     loader = BatchLoader(rows, np.arange(len(rows)), collate, batch_size, shuffle=False, drop_last=False)
     out = []
     for batch in tqdm(loader.epoch_batches(0), total=len(loader), desc=desc, disable=not progress, leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}
-        hidden, _ = model.encode(batch)
-        out.extend(head(model, hidden, batch).float().cpu().numpy())
+        with torch.no_grad(), autocast:
+            hidden, _ = model.encode(batch)
+            logits = head(model, hidden, batch)
+        out.extend(logits.float().cpu().numpy())
     return out
+
+
+def checkpoint_precision(cfg: DictConfig) -> str:
+    """The training precision recorded in a fine-tuned checkpoint's run config (fp32 if none)."""
+    return OmegaConf.select(cfg, "trainer.precision", default="fp32")

@@ -233,7 +233,8 @@ def evaluator_for(rows: Rows, pad_id: int, batch_size: int, head, score):
     """A Trainer evaluator: ``score(predictions of head on rows) -> {metric: value}``."""
 
     def evaluate(trainer) -> dict[str, float]:
-        return score(predict(trainer.model, rows, Collator(pad_id), batch_size, head, progress=False))
+        return score(predict(trainer.model, rows, Collator(pad_id), batch_size, head, progress=False,
+                             precision=trainer.cfg.precision))
 
     return evaluate
 
@@ -280,7 +281,8 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     result = {"dev/" + k: v for k, v in evaluator(trainer).items()}
     if cfg.task.get("test"):
         rows, context = task.load(cfg.task.test, tokenizer, cfg.task, model_cfg, labels)
-        out = predict(model, rows, Collator(pad_id), batch_size, task.head, desc="test")
+        out = predict(model, rows, Collator(pad_id), batch_size, task.head, desc="test",
+                      precision=cfg.trainer.precision)
         result.update({"test/" + k: v for k, v in task.score(out, context).items()})
     if cfg.task.get("test_nolabel"):
         suffix = Path(cfg.task.test_nolabel).suffix

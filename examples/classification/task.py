@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.features import Collator, Rows, predict, read_tsv, segments, with_specials
+from examples.features import Collator, Rows, checkpoint_precision, predict, read_tsv, segments, with_specials
 from uer.errors import UerError
 
 TARGET = "seq_cls"
@@ -109,5 +109,6 @@ def infer(model, cfg: DictConfig, tokenizer, source: str, output: str | Path, ba
     """Predict the label of every line of the TSV ``source`` (``text_a[<TAB>text_b]`` with a header)
     with a fine-tuned ``model`` whose checkpoint config is ``cfg``; write ``output``."""
     rows, _ = load(source, tokenizer, cfg.task, cfg.model, None)
-    logits = predict(model, rows, Collator(tokenizer.pad_token_id or 0), batch_size, head, progress=progress)
+    logits = predict(model, rows, Collator(tokenizer.pad_token_id or 0), batch_size, head, progress=progress,
+                     precision=checkpoint_precision(cfg))
     write_predictions(output, logits, list(cfg.task.names))

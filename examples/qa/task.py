@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.features import Collator, Rows, predict, segments
+from examples.features import Collator, Rows, checkpoint_precision, predict, segments
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
@@ -177,6 +177,7 @@ def infer(model, cfg: DictConfig, tokenizer, source: str, output: str | Path, ba
     """Answer every question of the SQuAD-style JSON ``source`` (answers not needed); write
     ``{question id: answer}`` as JSON to ``output``."""
     rows, (meta, examples, length) = load(source, tokenizer, cfg.task, cfg.model, with_answers=False)
-    logits = predict(model, rows, Collator(tokenizer.pad_token_id or 0), batch_size, head, progress=progress)
+    logits = predict(model, rows, Collator(tokenizer.pad_token_id or 0), batch_size, head, progress=progress,
+                     precision=checkpoint_precision(cfg))
     answers = dict(zip((e["id"] for e in examples), best_answers(logits, meta, examples, length)))
     Path(output).write_text(json.dumps(answers, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.features import Collator, Rows, predict, read_tsv
+from examples.features import Collator, Rows, checkpoint_precision, predict, read_tsv
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
@@ -137,7 +137,8 @@ def infer(model, cfg: DictConfig, tokenizer, source: str, output: str | Path, ba
     space-separated tags to ``output``."""
     tags = list(cfg.task.labels)
     rows, (where, _, _) = load(source, tokenizer, cfg.task, cfg.model, None)
-    logits = predict(model, rows, Collator(tokenizer.pad_token_id or 0), batch_size, head, progress=progress)
+    logits = predict(model, rows, Collator(tokenizer.pad_token_id or 0), batch_size, head, progress=progress,
+                     precision=checkpoint_precision(cfg))
     with Path(output).open("w", encoding="utf-8") as f:
         f.write("label\n")
         f.writelines(" ".join(t) + "\n" for t in decode(logits, where, tags))
