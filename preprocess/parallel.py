@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import ClassVar, Iterator
 
 import pyarrow as pa
+from uer.preprocess.corpus import Shard, iter_documents, open_corpus
+from uer.preprocess.processor import ENCODE_BATCH, TOKEN_IDS, Plan, TextProcessor, memo_encoder, special_id
+from uer.preprocess.tokenizer_cache import prepared_tokenizer
 
 from uer.errors import UerError
-from uer.preprocess.corpus import Shard, iter_documents, open_corpus
-from uer.preprocess.processor import ENCODE_BATCH, TOKEN_IDS, Plan, TextProcessor, special_id
-from uer.preprocess.tokenizer_cache import prepared_tokenizer
 
 POLICIES = ("fail", "skip")
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ def encode_pairs(pairs: list[tuple[str, str]], source_tokenizer, target_tokenize
     """Token ids of each pair's sides, tokenized in batches of `ENCODE_BATCH`."""
     for start in range(0, len(pairs), ENCODE_BATCH):
         chunk = pairs[start:start + ENCODE_BATCH]
-        yield from zip(source_tokenizer.encode_batch([p[0] for p in chunk]),
-                       target_tokenizer.encode_batch([p[1] for p in chunk]))
+        yield from zip(memo_encoder(source_tokenizer).encode_batch([p[0] for p in chunk]),
+                       memo_encoder(target_tokenizer).encode_batch([p[1] for p in chunk]))
 
 
 @dataclass

@@ -11,15 +11,17 @@ the number of processes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any, ClassVar, Iterable, Iterator
 
 import pyarrow as pa
+from uer.preprocess.corpus import Shard, iter_documents, open_corpus
+from uer.preprocess.word_memo import MemoEncoder
 
 from uer.errors import UerError
-from uer.preprocess.corpus import Shard, iter_documents, open_corpus
 
 TOKEN_IDS = pa.list_(pa.int32())
 """Arrow type of a token-id column: one list of int32 per row."""
@@ -108,15 +110,17 @@ class TextProcessor(Processor):
 
 
 def tokenize_documents(documents: Iterable[list[str]], tokenizer) -> list[list[list[int]]]:
-    """Tokenize every line of every document; empty lines and documents are dropped.
+    """Tokenize every line of every document (through :func:`memo_encoder`: the ids of
+    ``tokenizer.encode_batch``); empty lines and documents are dropped.
 
     Returns ``documents[d][s]`` = token ids (a list of int) of sentence ``s`` of document ``d``.
     """
     documents = list(documents)
     lines = list(chain.from_iterable(documents))
+    encoder = memo_encoder(tokenizer)
     ids: list[list[int]] = []
     for start in range(0, len(lines), ENCODE_BATCH):
-        ids.extend(tokenizer.encode_batch(lines[start:start + ENCODE_BATCH]))
+        ids.extend(encoder.encode_batch(lines[start:start + ENCODE_BATCH]))
     result, position = [], 0
     for document in documents:
         sentences = [s for s in ids[position:position + len(document)] if s]
@@ -124,6 +128,12 @@ def tokenize_documents(documents: Iterable[list[str]], tokenizer) -> list[list[l
         if sentences:
             result.append(sentences)
     return result
+
+
+@functools.lru_cache(maxsize=4)
+def memo_encoder(tokenizer) -> MemoEncoder:
+    """One :class:`MemoEncoder` per tokenizer and process, so the word memo carries over shards."""
+    return MemoEncoder(tokenizer)
 
 
 def special_id(tokenizer, processor: str, *roles: str) -> int:
