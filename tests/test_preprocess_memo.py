@@ -12,7 +12,7 @@ EDGE_LINES = [
     "[MASK] is a special token", "a [mask] in lower case", "[CLS] x [SEP] y", "<|endoftext|> after", "<extra_id_0> z",
     "Café naïve résumé ÅNGSTRÖM", "ctrl\x00chars\x01 and \u200b zero width", "emoji 😀 text ☃", "x" * 300, "   ",
     "tab\tseparated\ttext", "中文English混合，标点！", "don't stop-believing... (really?)", "ﬁ ligature ½ ①",
-    "word word word word", "",
+    "word word word word", "", "ascii\x00ctrl\x01\x7f\x0b\x0cline\r\n", "Tab\tCase MIXED\x1cSEP\x1f", "a\u00a0b\u3000c",
 ]
 
 
@@ -34,6 +34,7 @@ def corpora(shared_data) -> list[str]:
                                   "vocab/google_zh_vocab.txt", "vocab/google_zh_with_sentinel_vocab.txt",
                                   "gpt2", "builtin:kjv-wordpiece", "builtin:kjv-bpe"])
 def test_memo_gives_the_ids_of_encode_batch(spec, corpora, shared_data):
+    bert = spec.startswith("vocab/") or spec == "builtin:kjv-wordpiece"
     if spec == "gpt2":
         spec = f"{shared_data / 'vocab/huggingface_gpt2_vocab.txt'},{shared_data / 'vocab/huggingface_gpt2_merges.txt'}"
     elif not spec.startswith("builtin:"):
@@ -41,6 +42,7 @@ def test_memo_gives_the_ids_of_encode_batch(spec, corpora, shared_data):
     tokenizer = Tokenizer.load(spec)
     encoder = MemoEncoder(tokenizer)
     assert encoder.memoizable
+    assert encoder.bert == bert  # the regex path is what is tested for BERT vocabularies
     expected = tokenizer.encode_batch(corpora)
     assert encoder.encode_batch(corpora) == expected
     assert encoder.memo  # words were memoized, not all lines sent to the tokenizer
