@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
                    help="MFU against this peak (e.g. a GPU's dense bf16 spec) instead of the measured matmul")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the uer model, as trainer.compile=true does (the peer stays eager)")
+                   help="add a side: a second uer model (same init) under torch.compile, as trainer.compile=true runs")
     p.add_argument("--compile-peer", action="store_true", help="torch.compile the transformers model too")
     add_timing_args(p, steps=10, rounds=3)
     args = p.parse_args()
@@ -95,9 +95,9 @@ def shape(args: argparse.Namespace, family: Family, m: DictConfig) -> tuple[int,
     return batch, seq
 
 
-def describe(args, family: Family, m: DictConfig, sides: tuple[Side, Side], batches, batch: int, seq) -> None:
+def describe(args, family: Family, m: DictConfig, sides: list[Side], batches, batch: int, seq) -> None:
     """Print the exact setup: environment, model, batches, step, and both initial losses."""
-    uer, hf = sides
+    uer, hf = sides[0], sides[-1]
     sizes = (f"image {m.image_size}, patch {m.patch_size}, {m.num_labels} labels" if family.unit == "images"
              else f"vocab {m.vocab_size}, {m.max_seq_length} positions")
     print(environment(args.threads) + f", device {args.device}")
@@ -117,11 +117,11 @@ def describe(args, family: Family, m: DictConfig, sides: tuple[Side, Side], batc
           f"uer's optim config on BOTH sides: lr {d['lr']}, {impl}, no decay on vectors), zero_grad; no "
           f"clipping, no scheduler; warmup {args.warmup} steps per side and precision, then {args.rounds} "
           f"interleaved rounds x {args.steps} timed steps per side (order flips each round), median round")
-    print(f"execution: uer {'torch.compile' if args.compile else 'eager'}, transformers "
-          f"{'torch.compile' if args.compile_peer else 'eager'}")
+    print(f"execution: uer eager{' and a second uer model under torch.compile' if args.compile else ''}, "
+          f"transformers {'torch.compile' if args.compile_peer else 'eager'}")
     print(family.note)
     with torch.no_grad():
-        first = [s.loss(batches[0]).item() for s in sides]
+        first = [s.loss(batches[0]).item() for s in (uer, hf)]
     print(f"loss before training: uer {first[0]:.3f}, transformers {first[1]:.3f} "
           f"(uniform guess: {family.chance(m):.3f})")
     print("FLOPs: torch FlopCounterMode, forward + backward as executed; MFU = FLOP/s / peak (a 2048^3 matmul "
@@ -141,16 +141,20 @@ def main() -> None:
     uer_model = build_model(cfg.model).to(device)
     torch.manual_seed(args.seed)
     hf_model, hf_loss = family.peer(m)
-    sides = (Side("uer", uer_model, optim, lambda b: uer_model(b).loss, family.items),
-             Side("transformers", hf_model.to(device), optim, hf_loss, family.items))
+    sides = [Side("uer", uer_model, optim, lambda b: uer_model(b).loss, family.items)]
+    if args.compile:  # a second uer model, same init, run through torch.compile
+        torch.manual_seed(args.seed)
+        compiled = build_model(cfg.model).to(device)
+        sides.append(Side("uer compiled", compiled, optim, lambda b: compiled(b).loss, family.items))
+    sides.append(Side("transformers", hf_model.to(device), optim, hf_loss, family.items))
     batches = [{k: v.to(device) for k, v in b.items()}
                for b in family.batches(m, min(args.steps, 8), batch, seq, args.seed)]
     describe(args, family, m, sides, batches, batch, seq)
     items = family.items(batches[0])
     # counted before compiling: a module first called under FlopCounterMode's dispatch mode is never compiled
     flops = {p: {s.name: s.flops(batches[0], p) for s in sides} for p in args.precision}
-    for s, on in zip(sides, (args.compile, args.compile_peer)):
-        if on:
+    for s in sides:
+        if s.name == "uer compiled" or (s.name == "transformers" and args.compile_peer):
             s.model.compile()
     for precision in args.precision:
         peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(device, DTYPES[precision])
@@ -165,10 +169,12 @@ def main() -> None:
         for s in sides:
             median[s.name] = statistics.median(rates[s.name])
             mfu = flops[precision][s.name] * median[s.name] / items / peak
-            print(f"  {s.name:<13} {summary(rates[s.name])} {family.unit}/s, "
+            print(f"  {s.name:<14} {summary(rates[s.name])} {family.unit}/s, "
                   f"{1000 * items / median[s.name]:7.1f} ms/step, {flops[precision][s.name] / 1e9:7.2f} GFLOP/step, "
                   f"MFU {100 * mfu:5.1f}%")
-        print(f"  ratio uer / transformers: {median['uer'] / median['transformers']:.2f}x\n")
+        for s in sides[:-1]:
+            print(f"  ratio {s.name} / transformers: {median[s.name] / median['transformers']:.2f}x")
+        print()
 
 
 if __name__ == "__main__":
