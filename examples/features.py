@@ -128,7 +128,7 @@ def predict(model, rows: Rows, collate: Collator, batch_size: int, head, device=
     out = []
     for batch in tqdm(loader.epoch_batches(0), total=len(loader), desc=desc, disable=not progress, leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad(), autocast:
+        with autocast:
             hidden, _ = model.encode(batch)
             logits = head(model, hidden, batch)
         out.extend(logits.float().cpu().numpy())

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import ClassVar, Iterator
 
 import pyarrow as pa
+
+from uer.errors import UerError
 from uer.preprocess.corpus import Shard, iter_documents, open_corpus
 from uer.preprocess.processor import ENCODE_BATCH, TOKEN_IDS, Plan, TextProcessor, memo_encoder, special_id
 from uer.preprocess.tokenizer_cache import prepared_tokenizer
-
-from uer.errors import UerError
 
 POLICIES = ("fail", "skip")
 log = logging.getLogger(__name__)

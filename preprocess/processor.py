@@ -18,10 +18,10 @@ from itertools import chain, islice
 from typing import Any, ClassVar, Iterable, Iterator
 
 import pyarrow as pa
-from uer.preprocess.corpus import Shard, iter_documents, open_corpus
-from uer.preprocess.word_memo import MemoEncoder
 
 from uer.errors import UerError
+from uer.preprocess.corpus import Shard, iter_documents, open_corpus
+from uer.preprocess.word_memo import MemoEncoder
 
 TOKEN_IDS = pa.list_(pa.int32())
 """Arrow type of a token-id column: one list of int32 per row."""

@@ -45,11 +45,10 @@ def bert_word_pattern() -> re.Pattern:
     return re.compile(f"[^\\s{chars}]+|[{chars}]")
 
 
-def ascii_bert_table(clean_text: bool) -> dict[int, str | None]:
+@functools.cache
+def ascii_bert_table() -> dict[int, str | None]:
     """``str.translate`` table doing BertNormalizer's text cleaning on an ASCII line: tab, newline
     and carriage return become spaces, other control characters (and NUL) are removed."""
-    if not clean_text:
-        return {}
     table: dict[int, str | None] = {c: None for c in [*range(32), 127]}
     table.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): " "})
     return table
@@ -80,9 +79,8 @@ class MemoEncoder:
         normalizer, pre_tokenizer = pipeline.get("normalizer") or {}, pipeline.get("pre_tokenizer") or {}
         self.bert = (normalizer.get("type") == "BertNormalizer" and normalizer.get("clean_text")
                      and pre_tokenizer.get("type") == "BertPreTokenizer")
-        self.ascii_table = ascii_bert_table(True) if self.bert else None
         self.lowercase = bool(normalizer.get("lowercase"))
-        self.split = bert_word_pattern().findall if self.bert else None
+        self.split = bert_word_pattern().findall if self.bert else self._pre_tokenize
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         if not self.memoizable:
@@ -99,6 +97,10 @@ class MemoEncoder:
                 out[position] = ids
         return out
 
+    def _pre_tokenize(self, normalized: str) -> list[str]:
+        """The words of a normalized line, by the tokenizer's own pre-tokenizer."""
+        return [word for word, _ in self.pre_tokenizer.pre_tokenize_str(normalized)]
+
     def _encode(self, text: str) -> list[int] | None:
         """Ids of one line, or None for the full tokenizer: a line with an added token or a
         non-ASCII character."""
@@ -107,7 +109,7 @@ class MemoEncoder:
         if not text.isascii():  # measured: the Rust batch is faster on e.g. Chinese text
             return None
         if self.bert:
-            normalized = text.translate(self.ascii_table)
+            normalized = text.translate(ascii_bert_table())
             normalized = normalized.lower() if self.lowercase else normalized
         else:
             normalized = self.normalizer.normalize_str(text) if self.normalizer is not None else text
@@ -117,8 +119,7 @@ class MemoEncoder:
         if len(memo) > self.max_words:
             memo.clear()
         ids: list[int] = []
-        words = self.split(normalized) if self.bert else [w for w, _ in self.pre_tokenizer.pre_tokenize_str(normalized)]
-        for word in words:
+        for word in self.split(normalized):
             word_ids = memo.get(word)
             if word_ids is None:
                 word_ids = memo[word] = [token.id for token in self.model.tokenize(word)]

@@ -70,9 +70,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.T
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                                               dropout_p=dropout_p, scale=scale)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
-    if is_causal:
+    if is_causal:  # the newest t of n positions, as attention_mask builds it for a cache
         t, n = scores.shape[-2:]
-        attn_mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
+        attn_mask, _ = attention_mask(None, "causal", t, past=n - t, explicit=True)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
     elif attn_mask is not None:

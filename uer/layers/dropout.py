@@ -11,12 +11,20 @@ as in ``torch.nn.functional.dropout``. On other devices ``torch.nn.functional.dr
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 LANE_RANGE = 1 << 15
 """Distinct values of one lane: the drop probability's resolution is 1 / LANE_RANGE."""
+
+
+def check_probability(p: float) -> None:
+    """Raises ValueError unless 0 <= p <= 1."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -26,11 +34,8 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     Raises:
         ValueError: ``p`` outside [0, 1].
     """
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-    numel = 1
-    for n in shape:
-        numel *= n
+    check_probability(p)
+    numel = math.prod(shape)
     words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_()
     lanes = words.view(torch.int16)[:numel].view(shape) & (LANE_RANGE - 1)
     return lanes >= round(p * LANE_RANGE)
@@ -64,8 +69,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.1):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        check_probability(p)
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
