@@ -16,6 +16,7 @@ from uer.data.loader import BatchLoader
 from uer.data.padding import pad
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
+from uer.train.metrics import Evaluation
 
 
 def read_tsv(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -114,10 +115,12 @@ def with_specials(tokenizer: Tokenizer, a: list[int], b: list[int] | None, lengt
 
 @torch.no_grad()
 def predict(model, rows: Rows, collate: Collator, batch_size: int, head, device=None, desc: str = "predict",
-            progress: bool = True, precision: str = "fp32") -> list[np.ndarray]:
+            progress: bool = True, precision: str = "fp32", evaluation: Evaluation | None = None) -> list[np.ndarray]:
     """``head(model, hidden (B, S, D), batch) -> (B, ...)`` for every row, in order, with a progress
     bar; returns one array per row (float32). ``precision`` (fp32 | bf16 | fp16, the trainer's) sets
-    the autocast dtype of the forward, as in training. The model is left in eval mode."""
+    the autocast dtype of the forward, as in training. With ``evaluation`` (rows with labels), the
+    model's target also scores each batch from the same encoder pass, so the loss and target metrics
+    cost no second pass. The model is left in eval mode."""
     from uer.train.trainer import DTYPES
 
     model.eval()
@@ -131,6 +134,8 @@ def predict(model, rows: Rows, collate: Collator, batch_size: int, head, device=
         with autocast:
             hidden, _ = model.encode(batch)
             logits = head(model, hidden, batch)
+            if evaluation is not None:
+                evaluation.add(model.target(hidden, batch))
         out.extend(logits.float().cpu().numpy())
     return out
 

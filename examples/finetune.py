@@ -20,6 +20,7 @@ from uer.data.loader import BatchLoader
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 from uer.models.build import build_model
+from uer.train.metrics import Evaluation
 
 log = logging.getLogger("uer")
 MODEL_ARGS = ("model", "model/")
@@ -215,11 +216,9 @@ def train(job: Job):
     scheduler = build_scheduler(optimizer, validated(cfg.scheduler, SchedulerConfig, "scheduler"), t.max_steps)
     collate = Collator(job.tokenizer.pad_token_id or 0)
     train_loader = BatchLoader(job.train_rows, np.arange(len(job.train_rows)), collate, batch_size, seed=t.seed)
-    dev_loader = BatchLoader(job.dev_rows, np.arange(len(job.dev_rows)), collate, batch_size, shuffle=False,
-                             drop_last=False)
     hooks = [EncoderFreezer(model, ft.freeze_encoder_steps)] if ft.freeze_encoder_steps else []
     trainer = Trainer(model, optimizer, scheduler, train_loader, t, Path(t.output_dir), job.run_config,
-                      job.tokenizer, dev_loader, evaluator=job.evaluator, best_metric=ft.best_metric,
+                      job.tokenizer, evaluator=job.evaluator, best_metric=ft.best_metric,
                       patience=ft.patience, before_step=hooks)
     if resume_from is not None:
         trainer.resume(resume_from)
@@ -229,12 +228,22 @@ def train(job: Job):
     return trainer
 
 
+def score_rows(model, rows: Rows, pad_id: int, batch_size: int, head, score, precision: str,
+               desc: str = "predict", progress: bool = True) -> dict[str, float]:
+    """One pass over the labeled ``rows``: the loss and target metrics (``loss``, ``<target>/...``)
+    and ``score(predictions of head on rows) -> {metric: value}``."""
+    evaluation = Evaluation()
+    out = predict(model, rows, Collator(pad_id), batch_size, head, desc=desc, progress=progress,
+                  precision=precision, evaluation=evaluation)
+    return {**evaluation.result(), **score(out)}
+
+
 def evaluator_for(rows: Rows, pad_id: int, batch_size: int, head, score):
-    """A Trainer evaluator: ``score(predictions of head on rows) -> {metric: value}``."""
+    """A Trainer evaluator: :func:`score_rows` on the dev rows."""
 
     def evaluate(trainer) -> dict[str, float]:
-        return score(predict(trainer.model, rows, Collator(pad_id), batch_size, head, progress=False,
-                             precision=trainer.cfg.precision))
+        return score_rows(trainer.model, rows, pad_id, batch_size, head, score, trainer.cfg.precision,
+                          progress=False)
 
     return evaluate
 
@@ -252,7 +261,8 @@ def best_model(trainer):
 def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     """The recipe of a task module: fine-tune on ``task.train`` with dev evaluation every epoch, keep
     the best, score it on ``task.dev`` and the labeled ``task.test``, and write predictions for
-    ``task.test_nolabel`` to ``<output_dir>/test_predictions.*``. Returns ``dev/*`` and ``test/*``.
+    ``task.test_nolabel`` to ``<output_dir>/test_predictions.*``. Returns ``dev/*`` and ``test/*``:
+    the loss and the task's metrics.
 
     A task module has ``TARGET`` (the target config) and ``HEAD`` (its name in the model), and:
     ``labels(cfg) -> (labels, names) | (None, None)``; ``load(path, tokenizer, task_cfg, model_cfg,
@@ -278,12 +288,12 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     trainer = train(Job(cfg, model, tokenizer, data["train"][0], dev_rows, evaluator,
                         run_config(cfg, model_cfg, meta, hf), task.HEAD))
     model = best_model(trainer)
-    result = {"dev/" + k: v for k, v in evaluator(trainer).items()}
+    report = {"dev": evaluator(trainer)}
     if cfg.task.get("test"):
         rows, context = task.load(cfg.task.test, tokenizer, cfg.task, model_cfg, labels)
-        out = predict(model, rows, Collator(pad_id), batch_size, task.head, desc="test",
-                      precision=cfg.trainer.precision)
-        result.update({"test/" + k: v for k, v in task.score(out, context).items()})
+        report["test"] = score_rows(model, rows, pad_id, batch_size, task.head, lambda out: task.score(out, context),
+                                    cfg.trainer.precision, desc="test")
+    result = {f"{split}/{k}": v for split, scores in report.items() for k, v in scores.items() if "/" not in k}
     if cfg.task.get("test_nolabel"):
         suffix = Path(cfg.task.test_nolabel).suffix
         task.infer(model, trainer.run_config, tokenizer, cfg.task.test_nolabel,

@@ -45,11 +45,14 @@ def test_classification_recipe_with_options_and_inference(shared_data, tmp_path)
         "task.seq_length=32", "task.batch_size=16", "finetune.epochs=2", "finetune.class_weights=[1.0,2.0]",
         "finetune.freeze_encoder_steps=2", "finetune.layer_decay=0.8", "finetune.best_metric=macro_f1"]
     result = run_recipe(classification, EXAMPLES / "classification", args)
-    assert set(result) == {"dev/acc", "dev/macro_f1", "test/acc", "test/macro_f1"}
+    assert set(result) == {f"{s}/{m}" for s in ("dev", "test") for m in ("loss", "acc", "macro_f1")}
     assert result["dev/acc"] == result["test/acc"]  # the same file, the best weights
+    assert result["dev/loss"] == pytest.approx(result["test/loss"])
     run = tmp_path / "run"
     evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
     assert [e["step"] for e in evals] == [4, 8]  # once per epoch of 64 / 16 batches
+    for e in evals:  # loss, target metrics and task metrics come from the same pass over dev
+        assert e["cls/acc"] == pytest.approx(e["acc"]) and e["loss"] == e["cls/loss"] > 0
     assert result["dev/macro_f1"] == pytest.approx(max(e["macro_f1"] for e in evals))
     predicted = (run / "test_predictions.tsv").read_text().splitlines()
     assert predicted[0] == "label\tprob" and len(predicted) == 17
@@ -108,7 +111,7 @@ def test_tagging_recipe(shared_data, tmp_path):
         f"task.test={tmp_path / 'dev.tsv'}", f"task.test_nolabel={head(d / 'test_nolabel.tsv', 9, tmp_path / 'n.tsv')}",
         "task.seq_length=48", "task.batch_size=16", "finetune.epochs=1"]
     result = run_recipe(tagging, EXAMPLES / "tagging", args)
-    assert set(result) == {f"{s}/{m}" for s in ("dev", "test") for m in ("precision", "recall", "f1")}
+    assert set(result) == {f"{s}/{m}" for s in ("dev", "test") for m in ("loss", "precision", "recall", "f1")}
     lines = (tmp_path / "run" / "test_predictions.tsv").read_text().splitlines()[1:]
     words = [x.split() for x in (tmp_path / "n.tsv").read_text().splitlines()[1:]]
     assert [len(x.split()) for x in lines] == [len(w) for w in words]  # words cut by seq_length are tagged O
@@ -120,7 +123,7 @@ def test_qa_recipe_answers_from_the_context(shared_data, tmp_path):
         "task.seq_length=64", "task.doc_stride=32", "task.max_query_length=16", "task.batch_size=16",
         "finetune.max_steps=3", "finetune.eval_every=3"]
     result = run_recipe(qa, EXAMPLES / "qa", args)
-    assert set(result) == {"dev/em", "dev/f1"}
+    assert set(result) == {"dev/loss", "dev/em", "dev/f1"}
     answers = json.loads((tmp_path / "run" / "test_predictions.json").read_text())
     test = json.loads((d / "test.json").read_text())["data"]
     contexts = {q["id"]: p["context"] for a in test for p in a["paragraphs"] for q in p["qas"]}

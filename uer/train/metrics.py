@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from uer.targets.output import Metric
+from uer.targets.output import Metric, TargetOutput
 
 
 class MetricSums:
@@ -34,6 +34,28 @@ class MetricSums:
         values = torch.stack([torch.stack(self.sums[n]) for n in names]).cpu()
         self.sums = {}
         return {n: (v[0] / v[1]).item() if v[1] > 0 else float("nan") for n, v in zip(names, values)}
+
+
+class Evaluation:
+    """The loss and target metrics of a held-out pass, batch by batch: ``result()`` gives each
+    metric's mean over all batches and ``loss``, Σ weight · ``<term>/loss`` over the objectives."""
+
+    def __init__(self):
+        self.sums = MetricSums()
+        self.weights: dict[str, float] = {}
+
+    def add(self, out: TargetOutput, counted: bool = True) -> None:
+        """Add a batch's metrics; ``counted=False`` adds zeros (a filler batch some rank computes
+        only to keep collectives in step)."""
+        self.sums.add(out.metrics if counted else {k: (v[0] * 0, v[1] * 0) for k, v in out.metrics.items()})
+        self.weights = {name: term.weight for name, term in out.terms.items()}
+
+    def result(self) -> dict[str, float]:
+        """Means (one host transfer), then reset."""
+        result = self.sums.means()
+        if self.weights:
+            result["loss"] = sum(w * result[f"{name}/loss"] for name, w in self.weights.items())
+        return result
 
 
 class RunLog:

@@ -24,7 +24,7 @@ from uer.train.checkpoint import (
 )
 from uer.train.config import TrainerConfig
 from uer.train.flops import count_flops, peak_flops
-from uer.train.metrics import MetricSums, RunLog
+from uer.train.metrics import Evaluation, MetricSums, RunLog
 
 log = logging.getLogger("uer")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -72,7 +72,8 @@ class Trainer:
         tokenizer: saved into each checkpoint (None for image models).
         eval_loader: held-out batches evaluated every ``cfg.eval_every`` steps and at the end.
         evaluator: ``evaluator(trainer) -> {name: value}``, task metrics (F1, exact match ...) added
-            to each evaluation's loss and target metrics.
+            to each evaluation's loss and target metrics; with no ``eval_loader``, evaluations run
+            the evaluator alone (one that computes the loss in its own pass over the data).
         best_metric: an evaluation metric (higher is better); each evaluation that improves it
             writes a weights-only checkpoint to ``output_dir/best``.
         patience: with ``best_metric``, stop after this many evaluations without improvement (0 = never).
@@ -330,12 +331,12 @@ class Trainer:
                                     **({"tok/s": f"{last['tokens_per_s']:.0f}"} if window_tokens else
                                        {"samples/s": f"{last['samples_per_s']:.1f}"}))
                     window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
-                if self.eval_loader is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
+                if self.evaluates and cfg.eval_every and self.step % cfg.eval_every == 0:
                     last.update({f"eval/{k}": v for k, v in self.evaluate(run_log).items()})
                 if cfg.save_every and self.step % cfg.save_every == 0:
                     self.save()
                     saved_at = self.step
-            if self.step == cfg.max_steps and self.eval_loader is not None and not (
+            if self.step == cfg.max_steps and self.evaluates and not (
                     cfg.eval_every and self.step % cfg.eval_every == 0):
                 last.update({f"eval/{k}": v for k, v in self.evaluate(run_log).items()})
             if not (cfg.save_every and self.step % cfg.save_every == 0):
@@ -368,25 +369,29 @@ class Trainer:
                 log.info("early stop at step %d: %s has not improved on %.4f (step %d) for %d evaluations",
                          self.step, self.best_metric, self.best[1], self.best[0], self.stale)
 
+    @property
+    def evaluates(self) -> bool:
+        """Whether the run has anything to evaluate: held-out batches or an evaluator."""
+        return self.eval_loader is not None or self.evaluator is not None
+
     @torch.no_grad()
     def evaluate(self, run_log: RunLog | None = None) -> dict[str, float]:
         """Mean loss and metrics over the whole held-out set (same batches every time), summed over
         ranks: each rank evaluates its share (a filler batch, computed for FSDP2's collectives,
-        counts zero)."""
+        counts zero); then the evaluator's metrics."""
         self.check_finite()
-        self.model.eval()
-        forward = self.model if self.wrapped is not self.model else self.forward  # DDP: no collectives
-        sums, weights = MetricSums(), {}
-        filler = len(self.eval_loader) - 1 if self.eval_loader.last_is_filler() else -1
-        for i, batch in enumerate(self.eval_loader.epoch_batches(0)):
-            with self.autocast():
-                out = forward(self.to_device(batch))
-            sums.add({k: (v[0] * 0, v[1] * 0) for k, v in out.metrics.items()} if i == filler else out.metrics)
-            weights = {name: term.weight for name, term in out.terms.items()}
-        self.model.train()
-        distributed.all_reduce_sums(sums)
-        result = sums.means()
-        result["loss"] = sum(w * result[f"{name}/loss"] for name, w in weights.items())
+        result = {}
+        if self.eval_loader is not None:
+            self.model.eval()
+            forward = self.model if self.wrapped is not self.model else self.forward  # DDP: no collectives
+            evaluation = Evaluation()
+            filler = len(self.eval_loader) - 1 if self.eval_loader.last_is_filler() else -1
+            for i, batch in enumerate(self.eval_loader.epoch_batches(0)):
+                with self.autocast():
+                    evaluation.add(forward(self.to_device(batch)), counted=i != filler)
+            self.model.train()
+            distributed.all_reduce_sums(evaluation.sums)
+            result = evaluation.result()
         if self.evaluator is not None:
             result.update(self.evaluator(self))
             self.model.train()
