@@ -193,3 +193,25 @@ def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(small_corpus, t
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000002"]
     assert all(torch.isfinite(v).all() for v in weights(out).values())
     assert "NaN" not in (out / "metrics.jsonl").read_text()
+
+
+def test_skipped_steps_in_a_row_stop_the_run(small_corpus, tmp_path):
+    from uer.train.trainer import NonFiniteError
+
+    out = tmp_path / "run"
+    args = run_args("bert_tiny", small_corpus, out, 8, "data.batch_size=4", "trainer.log_every=1",
+                    "trainer.save_every=2", "trainer.on_nonfinite=skip", "trainer.max_consecutive_skips=3")
+    trainer = prepare(compose_config(args))
+    forward = trainer.forward
+
+    def broken_from_step_3(batch):  # every batch after step 2 is non-finite, as broken weights would give
+        out = forward(batch)
+        if trainer.step >= 2:
+            for term in out.terms.values():
+                term.loss_sum = term.loss_sum * float("nan")
+        return out
+
+    trainer.forward = broken_from_step_3
+    with pytest.raises(NonFiniteError, match=r"step 3: 3 batches in a row .* last good checkpoint: .*step_0000002"):
+        trainer.fit()
+    assert trainer.step == 2 and trainer.skipped_steps == 3

@@ -32,6 +32,7 @@ class TrainerConfig:
     init_from: str | None = None
     strategy: str = "ddp"
     on_nonfinite: str = "stop"
+    max_consecutive_skips: int = 20
     compile: bool = False
     device: str = "auto"
     allowed_targets: list[str] = field(default_factory=list)
@@ -86,7 +87,7 @@ def check_trainer(t: TrainerConfig) -> None:
     for key in ("max_steps", "accumulation_steps", "log_every", "keep_last"):
         if getattr(t, key) < 1:
             raise UerError(f"trainer.{key} must be >= 1, got {getattr(t, key)}")
-    for key in ("save_every", "eval_every"):
+    for key in ("save_every", "eval_every", "max_consecutive_skips"):
         if getattr(t, key) < 0:
             raise UerError(f"trainer.{key} must be >= 0 (0 = off), got {getattr(t, key)}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):

@@ -37,7 +37,8 @@ class Preempted(Exception):
 
 
 class NonFiniteError(UerError):
-    """A non-finite loss or gradient norm under ``trainer.on_nonfinite=stop``."""
+    """A non-finite loss or gradient norm under ``trainer.on_nonfinite=stop``, or too many skipped steps in a
+    row under ``skip``."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -280,7 +281,7 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress or not self.main,
                    desc="train", dynamic_ncols=True)
         window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
-        saved_at = self.step
+        saved_at, skipped_in_a_row = self.step, 0
         self.model.train()
         try:
             while self.step < stop and not self.stopped:
@@ -304,9 +305,17 @@ class Trainer:
                     norm = self.train_step(micro, sums)
                 if norm is None:
                     self.skipped_steps += 1
+                    skipped_in_a_row += 1
                     log.warning("step %d: non-finite loss or gradient norm; step skipped (%d so far, "
                                 "trainer.on_nonfinite=skip)", self.step + 1, self.skipped_steps)
+                    if cfg.max_consecutive_skips and skipped_in_a_row >= cfg.max_consecutive_skips:
+                        found = list_checkpoints(self.output_dir)
+                        raise NonFiniteError(
+                            f"step {self.step + 1}: {skipped_in_a_row} batches in a row gave a non-finite loss or "
+                            f"gradient norm (trainer.max_consecutive_skips={cfg.max_consecutive_skips}); the "
+                            f"weights are likely broken; last good checkpoint: {found[-1] if found else 'none'}")
                     continue
+                skipped_in_a_row = 0
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
