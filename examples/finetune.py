@@ -90,7 +90,8 @@ def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_la
 
     The embedding and encoder weights come from the checkpoint; so does the pooler of a BERT-style
     pretraining head (``target.sp.pooler``), as transformers does for ``BertForSequenceClassification``.
-    The task head starts from the seeded initialization.
+    The task head (with a preset, the whole model) starts from the initialization seeded by
+    ``trainer.seed``.
 
     Returns:
         (model, resolved model config, tokenizer, the checkpoint's ``convert.hf_config`` record).
@@ -125,6 +126,7 @@ def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_la
         source = None
     _set_labels(model_cfg.model, num_labels)
     model_cfg = resolve(model_cfg).model
+    torch.manual_seed(cfg.trainer.seed)  # the task head (and a preset's whole model) start from trainer.seed
     model = build_model(model_cfg)
     if source is not None:
         weights = load_file(str(source / "model.safetensors"))

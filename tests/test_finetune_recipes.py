@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from examples import infer
 from examples.classification import task as classification
-from examples.finetune import run_recipe
+from examples.finetune import build_task_model, compose_recipe, run_recipe
 from examples.qa import task as qa
 from examples.tagging import task as tagging
 from uer.errors import UerError
@@ -239,3 +239,16 @@ def test_soup_averages_and_refuses_other_configs(tmp_path):
     with pytest.raises(UerError, match=r"deeper has another model config .*num_layers: 1 vs 2"):
         soup([tmp_path / "m0", tmp_path / "deeper"], tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_trainer_seed_sets_the_initialization(shared_data, tmp_path):
+    def weights(seed):
+        cfg, model_args = compose_recipe(EXAMPLES / "classification",
+                                         [*common(shared_data, tmp_path, "run"), f"trainer.seed={seed}"])
+        model = build_task_model(cfg, model_args, classification.TARGET, 2)[0]
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    first, again, other = weights(1), weights(1), weights(2)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["target.cls.classifier.weight"], other["target.cls.classifier.weight"])
+    assert not torch.equal(first["embedding.word.weight"], other["embedding.word.weight"])
