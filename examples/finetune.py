@@ -294,12 +294,12 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     if cfg.task.get("test"):
         rows, context = task.load(cfg.task.test, tokenizer, cfg.task, model_cfg, labels)
         report["test"] = score_rows(model, rows, pad_id, batch_size, task.head, lambda out: task.score(out, context),
-                                    cfg.trainer.precision, desc="test")
+                                    cfg.trainer.precision, desc="test", progress=cfg.trainer.progress)
     result = {f"{split}/{k}": v for split, scores in report.items() for k, v in scores.items() if "/" not in k}
     if cfg.task.get("test_nolabel"):
         suffix = Path(cfg.task.test_nolabel).suffix
         task.infer(model, trainer.run_config, tokenizer, cfg.task.test_nolabel,
-                   Path(trainer.output_dir) / f"test_predictions{suffix}", batch_size)
+                   Path(trainer.output_dir) / f"test_predictions{suffix}", batch_size, progress=cfg.trainer.progress)
     log.info("best dev and test scores: %s", " ".join(f"{k}={v:.4f}" for k, v in result.items()))
     return result
 

@@ -36,7 +36,7 @@ def common(shared, tmp_path, name):
             "trainer.progress=false", "optim.lr=1e-3"]
 
 
-def test_classification_recipe_with_options_and_inference(shared_data, tmp_path):
+def test_classification_recipe_with_options_and_inference(shared_data, tmp_path, capfd):
     d = shared_data / "datasets" / "book_review"
     args = common(shared_data, tmp_path, "run") + [
         f"task.train={head(d / 'train.tsv', 65, tmp_path / 'train.tsv')}",
@@ -45,6 +45,7 @@ def test_classification_recipe_with_options_and_inference(shared_data, tmp_path)
         "task.seq_length=32", "task.batch_size=16", "finetune.epochs=2", "finetune.class_weights=[1.0,2.0]",
         "finetune.freeze_encoder_steps=2", "finetune.layer_decay=0.8", "finetune.best_metric=macro_f1"]
     result = run_recipe(classification, EXAMPLES / "classification", args)
+    assert "it/s" not in capfd.readouterr().err  # trainer.progress=false: no progress bar, test and predict too
     assert set(result) == {f"{s}/{m}" for s in ("dev", "test") for m in ("loss", "acc", "macro_f1")}
     assert result["dev/acc"] == result["test/acc"]  # the same file, the best weights
     assert result["dev/loss"] == pytest.approx(result["test/loss"])
