@@ -180,9 +180,28 @@ class Trainer:
             return
         bad = int(distributed.all_reduce_(self.nonfinite_step.clone(), distributed.dist.ReduceOp.MIN))
         if bad != NO_STEP:
-            found = list_checkpoints(self.output_dir)
             raise NonFiniteError(f"step {bad}: non-finite loss or gradient norm (trainer.on_nonfinite=stop); "
-                                 f"last good checkpoint: {found[-1] if found else 'none'}")
+                                 f"last good checkpoint: {self.last_checkpoint()}")
+
+    def count_skip(self, in_a_row: int) -> None:
+        """Count and log a step dropped under ``trainer.on_nonfinite=skip``.
+
+        Raises:
+            NonFiniteError: ``in_a_row`` reached ``trainer.max_consecutive_skips`` (0 = no limit).
+        """
+        self.skipped_steps += 1
+        log.warning("step %d: non-finite loss or gradient norm; step skipped (%d so far, trainer.on_nonfinite=skip)",
+                    self.step + 1, self.skipped_steps)
+        limit = self.cfg.max_consecutive_skips
+        if limit and in_a_row >= limit:
+            raise NonFiniteError(f"step {self.step + 1}: {in_a_row} batches in a row gave a non-finite loss or "
+                                 f"gradient norm (trainer.max_consecutive_skips={limit}); the weights are likely "
+                                 f"broken; last good checkpoint: {self.last_checkpoint()}")
+
+    def last_checkpoint(self) -> str:
+        """The newest complete checkpoint of this run, or ``none``."""
+        found = list_checkpoints(self.output_dir)
+        return str(found[-1]) if found else "none"
 
     # ------------------------------------------------------------------------------------ loop
     def autocast(self):
@@ -304,16 +323,8 @@ class Trainer:
                 else:
                     norm = self.train_step(micro, sums)
                 if norm is None:
-                    self.skipped_steps += 1
                     skipped_in_a_row += 1
-                    log.warning("step %d: non-finite loss or gradient norm; step skipped (%d so far, "
-                                "trainer.on_nonfinite=skip)", self.step + 1, self.skipped_steps)
-                    if cfg.max_consecutive_skips and skipped_in_a_row >= cfg.max_consecutive_skips:
-                        found = list_checkpoints(self.output_dir)
-                        raise NonFiniteError(
-                            f"step {self.step + 1}: {skipped_in_a_row} batches in a row gave a non-finite loss or "
-                            f"gradient norm (trainer.max_consecutive_skips={cfg.max_consecutive_skips}); the "
-                            f"weights are likely broken; last good checkpoint: {found[-1] if found else 'none'}")
+                    self.count_skip(skipped_in_a_row)
                     continue
                 skipped_in_a_row = 0
                 self.step += 1
