@@ -14,3 +14,20 @@ def one_line_error(call, *needles: str) -> str:
     message = str(info.value)
     assert "\n" not in message and all(needle in message for needle in needles), message
     return message
+
+
+PARITY_RTOL = 1e-4
+"""Relative tolerance of parity checks: float32 rounding through a dozen layers in another library
+version stays around 1e-6 relative; a wrong mapping (a swapped or transposed weight, a missing bias,
+a 0.1% scale error) is off by far more."""
+PARITY_ATOL = 1e-5
+"""Absolute tolerance per unit of the largest magnitude compared (values near zero)."""
+
+
+def assert_parity(actual, expected, msg: str | None = None) -> None:
+    """``torch.testing.assert_close`` with tolerances that scale with the magnitude compared:
+    ``rtol`` :data:`PARITY_RTOL` and ``atol`` :data:`PARITY_ATOL` times max(1, max |expected|)."""
+    import torch
+
+    scale = max(1.0, float(expected.detach().abs().max())) if expected.numel() else 1.0
+    torch.testing.assert_close(actual, expected, rtol=PARITY_RTOL, atol=PARITY_ATOL * scale, msg=msg)

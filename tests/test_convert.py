@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 import transformers
+from checks import assert_parity
 from convert_cases import CASES, batch, hf_config_dict, hf_inputs, hf_tokenizer, load_uer, same_tensors, save_hf
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
@@ -19,7 +20,6 @@ from uer.errors import UerError
 from uer.models import build_model
 from uer.train.checkpoint import load_config, save_checkpoint
 
-ATOL = 1e-5
 
 
 def reference_logits(case, ref, labels) -> dict[str, torch.Tensor]:
@@ -47,18 +47,18 @@ def test_parity_with_transformers(case, tmp_path):
         base = hf.base_model(**base_fields)
         hidden, _ = model.encode(fields)
         real = fields.get("attention_mask", torch.ones(hidden.shape[:2])).bool()
-        torch.testing.assert_close(hidden[real], base.last_hidden_state[real], atol=ATOL, rtol=0)
+        assert_parity(hidden[real], base.last_hidden_state[real])
         if case.architecture in ("BertModel", "ViTModel"):
             pooler = model.target.sp.pooler if case.family == "bert" else model.target.cls.pooler
-            torch.testing.assert_close(torch.tanh(pooler(hidden[:, 0])), base.pooler_output, atol=ATOL, rtol=0)
+            assert_parity(torch.tanh(pooler(hidden[:, 0])), base.pooler_output)
             return
         ref = hf(**hf_inputs(case, fields))
         out = model(fields)
     expected = reference_logits(case, ref, fields["labels"])
     assert out.logits.keys() == expected.keys()
     for name, logits in expected.items():
-        torch.testing.assert_close(out.logits[name], logits, atol=ATOL, rtol=0)
-    torch.testing.assert_close(out.loss, ref.loss, atol=ATOL, rtol=0)
+        assert_parity(out.logits[name], logits)
+    assert_parity(out.loss, ref.loss)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.architecture)
@@ -246,3 +246,28 @@ def test_tensors_transformers_does_not_load_are_left_out_and_recorded(tmp_path):
     assert sorted(load_config(tmp_path / "uer").convert.unused) == sorted(pooler)
     convert(tmp_path / "uer", tmp_path / "back")
     assert load_file(str(tmp_path / "back" / "model.safetensors")).keys() == tensors.keys()
+
+
+@pytest.mark.parametrize("breakage", ["swap query and key rows", "0.1% scale on one norm", "transposed output projection"])
+def test_parity_tolerance_still_catches_a_mapping_error(breakage, tmp_path):
+    """The magnitude-scaled tolerance of :func:`checks.assert_parity` is loose enough for float
+    rounding across library versions and still fails on the errors a wrong mapping makes."""
+    case = next(c for c in CASES if c.architecture == "BertForMaskedLM")
+    hf = save_hf(case, tmp_path / "hf")
+    convert(tmp_path / "hf", tmp_path / "uer")
+    model = load_uer(tmp_path / "uer")
+    fields = batch(case)
+    layer = model.encoder.layers[1]
+    with torch.no_grad():
+        ref = hf(**hf_inputs(case, fields)).logits[fields["labels"] != -100]
+        assert_parity(model(fields).logits["mlm"], ref)  # intact: passes
+        if breakage == "swap query and key rows":
+            q, k, v = layer.attention.qkv.weight.chunk(3)
+            layer.attention.qkv.weight.copy_(torch.cat([k, q, v]))
+        elif breakage == "0.1% scale on one norm":
+            layer.ffn_norm.weight.mul_(1.001)
+        else:
+            square = layer.attention.out.weight
+            square.copy_(square.T.clone())
+        with pytest.raises(AssertionError):
+            assert_parity(model(fields).logits["mlm"], ref)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from checks import assert_parity
 from convert_cases import load_uer
 from safetensors.torch import load_file
 
@@ -48,8 +49,8 @@ def test_encoder_outputs_equal_transformers(converted):
         hidden, _ = model.encode(fields)
         pooled = torch.tanh(model.target.sp.pooler(hidden[:, 0]))
     real = fields["attention_mask"].bool()
-    torch.testing.assert_close(hidden[real], ref.last_hidden_state[real], atol=1e-5, rtol=0)
-    torch.testing.assert_close(pooled, ref.pooler_output, atol=1e-5, rtol=0)
+    assert_parity(hidden[real], ref.last_hidden_state[real])
+    assert_parity(pooled, ref.pooler_output)
     ids = Tokenizer.load(converted).encode_batch(TEXTS)
     assert ids == [row[1:int(n) - 1] for row, n in zip(fields["input_ids"].tolist(), real.sum(1))]
     record = load_config(converted).convert
@@ -95,4 +96,4 @@ def test_continued_pretraining_from_the_hugging_face_directory(small_corpus, tmp
         hidden, _ = load_uer(checkpoint).encode(fields)
         ref = hf.eval().bert(**fields).last_hidden_state
     real = fields["attention_mask"].bool()
-    torch.testing.assert_close(hidden[real], ref[real], atol=1e-5, rtol=0)
+    assert_parity(hidden[real], ref[real])

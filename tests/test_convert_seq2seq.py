@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
+from checks import assert_parity
 from convert_cases import hf_config_dict, hf_tokenizer, load_uer, same_tensors
 from safetensors.torch import load_file
 from seq2seq_cases import CASES, PAD, save_hf
@@ -16,7 +17,6 @@ from uer.data.tokenizer import Tokenizer
 from uer.models import build_model
 from uer.train.checkpoint import load_config, save_checkpoint
 
-ATOL = 1e-5
 
 
 def batch(name: str, seed: int = 1) -> dict[str, torch.Tensor]:
@@ -45,11 +45,11 @@ def test_parity_with_transformers(name, tmp_path):
         hidden = model.decode(fields, memory, mask)
         out = model(fields)
     src, tgt = fields["attention_mask"].bool(), fields["decoder_attention_mask"].bool()
-    torch.testing.assert_close(memory[src], ref.encoder_last_hidden_state[src], atol=ATOL, rtol=0)
-    torch.testing.assert_close(hidden[tgt], ref.decoder_hidden_states[-1][tgt], atol=ATOL, rtol=0)
-    torch.testing.assert_close(model.logits(hidden)[tgt], ref.logits[tgt], atol=ATOL, rtol=0)
-    torch.testing.assert_close(out.logits["lm"], ref.logits[fields["labels"] != -100], atol=ATOL, rtol=0)
-    torch.testing.assert_close(out.loss, ref.loss, atol=ATOL, rtol=0)
+    assert_parity(memory[src], ref.encoder_last_hidden_state[src])
+    assert_parity(hidden[tgt], ref.decoder_hidden_states[-1][tgt])
+    assert_parity(model.logits(hidden)[tgt], ref.logits[tgt])
+    assert_parity(out.logits["lm"], ref.logits[fields["labels"] != -100])
+    assert_parity(out.loss, ref.loss)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -104,7 +104,7 @@ def test_uer_hf_uer_is_bit_identical(name, tmp_path):
     assert not any(info.values()), info
     fields = batch(name)
     with torch.no_grad():  # the exported model computes what the uer model computes
-        torch.testing.assert_close(model.eval()(fields).loss, hf.eval()(**fields).loss, atol=ATOL, rtol=0)
+        assert_parity(model.eval()(fields).loss, hf.eval()(**fields).loss)
     convert(tmp_path / "hf", tmp_path / "back")
     same_tensors(tmp_path / "uer" / "model.safetensors", tmp_path / "back" / "model.safetensors")
     assert load_config(tmp_path / "back").model == load_config(tmp_path / "uer").model

@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from checks import PARITY_ATOL, PARITY_RTOL, assert_parity
 from convert_cases import CASES, batch, hf_inputs, load_uer, save_hf
 from safetensors.torch import load_file
 
@@ -49,7 +50,7 @@ def test_loss_and_every_gradient_equal_transformers(case, tmp_path):
     fields = batch(case)
     ref = hf(**hf_inputs(case, fields))
     out = model(fields)
-    torch.testing.assert_close(out.loss, ref.loss, atol=1e-5, rtol=0)
+    assert_parity(out.loss, ref.loss)
     ref.loss.backward()
     out.loss.backward()
     ours = uer_gradients(case, model, tmp_path / "uer")
@@ -57,4 +58,4 @@ def test_loss_and_every_gradient_equal_transformers(case, tmp_path):
     assert ours.keys() == theirs.keys()
     scale = max(g.abs().max().item() for g in theirs.values())
     for name, grad in theirs.items():
-        torch.testing.assert_close(ours[name], grad, atol=1e-5 * max(scale, 1.0), rtol=1e-4, msg=name)
+        torch.testing.assert_close(ours[name], grad, atol=PARITY_ATOL * max(scale, 1.0), rtol=PARITY_RTOL, msg=name)
