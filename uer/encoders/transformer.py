@@ -69,14 +69,16 @@ class TransformerEncoder(nn.Module):
             self.position_bias = RelativePositionBias(num_heads, relative_position_buckets,
                                                       relative_position_max_distance, bidirectional=mask != "causal")
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                prefix: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, cache: KVCache | None = None,
+                prefix: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, S, D), mask: (B, S) bool or None -> (B, S, D).
 
         With a ``cache`` (causal stacks: incremental decoding) ``x`` holds only the new positions and
         ``mask`` covers all cached + new positions (B, past + S). ``prefix`` (B, S) bool, True = prefix
         (source) position, is required by and only used with the ``prefix`` pattern; once a cache holds
         the prefix, new positions are target positions (causal) and ``prefix`` is not needed.
+        ``position_ids`` (B, S) int64, the batch's explicit positions, is context for attention parts
+        that apply a positional scheme to q/k (rotary); others ignore it.
         """
         past = cache.length if cache is not None else 0
         # positions generated after a cached prefix are target positions: causal over everything before
