@@ -133,7 +133,7 @@ def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path, w
     rows, tokens = sum(c[0] for c in counts), sum(c[1] for c in counts)
     if rows == 0:
         raise UerError(f"corpus {options.corpus or '(default)'}: gives no instances for processor "
-                       f"{options.processor} with seq_length={options.seq_length}")
+                       f"{options.name} with seq_length={options.seq_length}")
     parts = [Dataset.from_file(str(work / f"{i:05d}.arrow")) for i, (n, _) in enumerate(counts) if n]
     shown = is_progress_bar_enabled()
     disable_progress_bar()  # our shard bar already showed the work; saving is a copy
@@ -142,7 +142,7 @@ def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path, w
     finally:
         if shown:
             enable_progress_bar()
-    meta = {"format_version": FORMAT_VERSION, "key": key, "processor": options.processor,
+    meta = {"format_version": FORMAT_VERSION, "key": key, "processor": options.target,
             "options": dataclasses.asdict(options), "tokenizer": options.tokenizer_spec(),
             "tokenizer_fingerprint": tokenizer.fingerprint() if tokenizer is not None else None,
             "num_rows": rows, "num_tokens": tokens, "num_shards": len(plan.shards),

@@ -30,7 +30,7 @@ class CausalLmProcessor(TextProcessor):
     default_tokenizer: ClassVar[str | None] = "builtin:kjv-bpe"
 
     def instances(self, documents, rng: random.Random, tokenizer) -> Iterator[dict]:
-        eos_id = special_id(tokenizer, self.processor, "eos", "sep")
+        eos_id = special_id(tokenizer, self.name, "eos", "sep")
         stream = chain.from_iterable(chain(chain.from_iterable(document), (eos_id,)) for document in documents)
         for block in pack(stream, self.seq_length):
             yield {"input_ids": block}

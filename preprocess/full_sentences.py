@@ -30,8 +30,8 @@ class FullSentencesProcessor(TextProcessor):
     min_seq_length: ClassVar[int] = 3
 
     def instances(self, documents, rng: random.Random, tokenizer) -> Iterator[dict]:
-        start_id = special_id(tokenizer, self.processor, "cls", "bos")
-        end_id = special_id(tokenizer, self.processor, "sep", "eos")
+        start_id = special_id(tokenizer, self.name, "cls", "bos")
+        end_id = special_id(tokenizer, self.name, "sep", "eos")
         for block in pack(joined(documents, end_id), self.seq_length - 2):
             yield {"input_ids": [start_id, *block, end_id]}
 

@@ -164,8 +164,8 @@ class ParallelProcessor(PairsProcessor):
     def generate(self, shard: Shard, tokenizer) -> Iterator[dict]:
         if tokenizer.target is None:
             raise UerError(f"tokenizer {self.tokenizer}: processor mt needs a target tokenizer")
-        eos_id = special_id(tokenizer, self.processor, "eos", "sep")
-        tgt_eos_id = special_id(tokenizer.target, self.processor, "eos", "sep")
+        eos_id = special_id(tokenizer, self.name, "eos", "sep")
+        tgt_eos_id = special_id(tokenizer.target, self.name, "eos", "sep")
         for source, target in encode_pairs(list(iter_pairs(shard)), tokenizer, tokenizer.target):
             yield {"input_ids": [*source[:self.seq_length - 1], eos_id],
                    "labels": [*target[:self.tgt_seq_length - 1], tgt_eos_id]}

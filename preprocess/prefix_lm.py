@@ -53,15 +53,15 @@ class PrefixLmProcessor(PairsProcessor):
     def generate(self, shard: Shard, tokenizer) -> Iterator[dict]:
         rng = random.Random(f"{self.seed}:{shard.index}")
         if self.prefix_format == "random":
-            eos_id = special_id(tokenizer, self.processor, "eos", "sep")
+            eos_id = special_id(tokenizer, self.name, "eos", "sep")
             documents = tokenize_documents(iter_documents(shard), tokenizer)
             for block in pack(joined(documents, eos_id), self.seq_length):
                 if len(block) >= 2:
                     cut = rng.randint(1, len(block) - 1)
                     yield {"input_ids": block, "token_type_ids": [0] * cut + [1] * (len(block) - cut)}
             return
-        sep_id = special_id(tokenizer, self.processor, "sep", "eos")
-        eos_id = special_id(tokenizer, self.processor, "eos", "sep")
+        sep_id = special_id(tokenizer, self.name, "sep", "eos")
+        eos_id = special_id(tokenizer, self.name, "eos", "sep")
         for source, target in encode_pairs(list(iter_pairs(shard)), tokenizer, tokenizer):
             truncate_pair(source, target, self.seq_length - 2, rng)
             yield {"input_ids": [*source, sep_id, *target, eos_id],

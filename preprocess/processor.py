@@ -43,13 +43,12 @@ class Plan:
 class Processor:
     """Options common to every processor (config keys ``data.<name>``).
 
-    ``processor`` names the registered processor; ``corpus`` is a path/glob (None = the embedded
+    ``corpus`` is a path/glob (None = the embedded
     default); ``tokenizer`` a tokenizer spec (None = ``default_tokenizer``); ``seq_length`` the
     instance length in tokens; ``corpus_format`` auto|lines|documents; ``invalid_utf8`` fail|skip;
     ``seed`` seeds every shard's generator; ``num_proc`` is the number of worker processes.
     """
 
-    processor: str
     corpus: str | None = None
     tokenizer: str | None = None
     seq_length: int = 128
@@ -67,13 +66,25 @@ class Processor:
     def __post_init__(self):
         if not isinstance(self.seq_length, int) or self.seq_length < self.min_seq_length:
             raise UerError(f"data.seq_length: must be an integer >= {self.min_seq_length} for processor "
-                           f"{self.processor}, got {self.seq_length!r}")
+                           f"{self.name}, got {self.seq_length!r}")
         if not isinstance(self.num_proc, int) or self.num_proc < 1:
             raise UerError(f"data.num_proc: must be an integer >= 1, got {self.num_proc!r}")
 
+    @property
+    def name(self) -> str:
+        """The processor's class name, for messages."""
+        return type(self).__qualname__
+
+    @property
+    def target(self) -> str:
+        """The dotted path of the processor's class, as ``data.processor._target_`` names it."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
     def cache_options(self) -> dict:
-        """The options that decide the output, as a JSON-able dict (part of the cache key)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.uncached_keys}
+        """The processor class and the options that decide the output, as a JSON-able dict (part of
+        the cache key)."""
+        options = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.uncached_keys}
+        return {"processor": self.target, **options}
 
     def tokenizer_spec(self) -> str | None:
         """The tokenizer to load: ``tokenizer`` or the processor's default (None: needs none)."""

@@ -54,8 +54,8 @@ class SentencePairProcessor(TextProcessor):
             raise UerError(f"data.short_seq_prob: must be in [0, 1], got {self.short_seq_prob!r}")
 
     def instances(self, documents, rng: random.Random, tokenizer) -> Iterator[dict]:
-        cls_id = special_id(tokenizer, self.processor, "cls")
-        sep_id = special_id(tokenizer, self.processor, "sep")
+        cls_id = special_id(tokenizer, self.name, "cls")
+        sep_id = special_id(tokenizer, self.name, "sep")
         budget = self.seq_length - 3
         for index, document in enumerate(documents):
             target = rng.randint(2, budget) if rng.random() < self.short_seq_prob else budget

@@ -95,7 +95,7 @@ def run_shards(processor: Processor, shards: list, tokenizer_dir: str | None, wo
     try:
         results = pool.map(write_shard, *arguments) if pool else map(write_shard, *arguments)
         bar = tqdm(results, total=len(shards), initial=len(shards) - len(todo), unit="shard",
-                   desc=f"preprocess {processor.processor}")
+                   desc=f"preprocess {processor.name}")
         for index, result in zip(todo, bar):
             counts[index] = result
         return counts

@@ -81,7 +81,7 @@ class SpanCorruptionProcessor(TextProcessor):
     def instances(self, documents, rng: random.Random, tokenizer) -> Iterator[dict]:
         from uer.data.span_corruption import raw_length  # here: the collator's module imports torch
 
-        eos_id = special_id(tokenizer, self.processor, "eos", "sep")
+        eos_id = special_id(tokenizer, self.name, "eos", "sep")
         length = raw_length(self.seq_length, self.noise_density, self.mean_noise_span_length)[0]
         for block in pack(joined(documents, eos_id), length):
             if len(block) >= 2:

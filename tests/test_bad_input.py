@@ -16,9 +16,10 @@ import torch
 from checks import one_line_error
 from omegaconf import OmegaConf
 from uer.preprocess.build import build_dataset, load_dataset_dir
-from uer.preprocess.registry import PROCESSORS, options_from_config
+from uer.preprocess.registry import options_from_config
 
 from uer.config import compose_config
+from uer.data.collators import shipped_data_config
 from uer.models.build import build_model, check_targets
 from uer.train.checkpoint import load_config
 from uer.train.run import prepare, pretrain
@@ -88,7 +89,7 @@ def test_unreadable_corpus(tmp_path, small_corpus, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
 
         monkeypatch.setattr(corpus_module, "open", refuse, raising=False)
-    options = PROCESSORS["mlm"](processor="mlm", corpus=str(corpus), num_proc=1)
+    options = options_from_config(shipped_data_config("mlm", corpus=str(corpus), num_proc=1))
     one_line_error(lambda: build_dataset(options, output_dir=tmp_path / "out"), str(corpus), "cannot read",
                    "Permission denied")
     assert not (tmp_path / "out").exists() and cache_entries(tmp_path) == []
@@ -120,7 +121,7 @@ def test_image_that_does_not_decode(tmp_path):
     folder = tmp_path / "images" / "cat"
     folder.mkdir(parents=True)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    options = PROCESSORS["image"](processor="image", corpus=str(tmp_path / "images"), num_proc=1)
+    options = options_from_config(shipped_data_config("image", corpus=str(tmp_path / "images"), num_proc=1))
     one_line_error(lambda: build_dataset(options, output_dir=tmp_path / "out"), "broken.png", "cannot be decoded")
     assert not (tmp_path / "out").exists() and cache_entries(tmp_path) == []
 
@@ -258,5 +259,5 @@ def test_user_given_targets_need_trainer_allowed_targets(tmp_path, small_corpus)
 
 
 def test_unknown_processor_key_lists_the_valid_ones():
-    one_line_error(lambda: options_from_config({"processor": "mlm", "corpus_fromat": "lines"}),
+    one_line_error(lambda: options_from_config(shipped_data_config("mlm", corpus_fromat="lines")),
                    "unknown key data.corpus_fromat", "corpus_format")

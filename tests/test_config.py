@@ -36,11 +36,12 @@ def test_preset_builds_and_runs_forward(preset):
     model = build_model(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
     # the data processor named by the preset matches the objective
-    processor = cfg.data.processor
+    processor = cfg.data.processor._target_.rsplit(".", 1)[1]
     targets = set(cfg.model.target) - {"_target_", "weights"}
-    assert {"bert": {"mlm", "sp"}, "albert": {"mlm", "sp"}, "mlm": {"mlm"}, "lm": {"lm"},
-            "image": {"cls"}, "t5": {"lm"}, "bart": {"lm"}, "gsg": {"lm"}, "mt": {"lm"},
-            "prefixlm": {"lm"}}[processor] == targets
+    assert {"NspProcessor": {"mlm", "sp"}, "SopProcessor": {"mlm", "sp"}, "FullSentencesProcessor": {"mlm"},
+            "CausalLmProcessor": {"lm"}, "ImageProcessor": {"cls"}, "SpanCorruptionProcessor": {"lm"},
+            "SentenceBlocksProcessor": {"lm"}, "ParallelProcessor": {"lm"},
+            "PrefixLmProcessor": {"lm"}}[processor] == targets
 
 
 @pytest.mark.parametrize("group,option", [
@@ -71,7 +72,7 @@ def test_parts_swap_from_the_command_line():
     cfg = resolve(compose_config(["+model=bert_mini", "model/target=mlm", "data=mlm", "model.vocab_size=50",
                                   "model.encoder.norm_position=pre", "optim=sgd", "scheduler=cosine"]))
     assert set(cfg.model.target) == {"_target_", "mlm"}
-    assert cfg.data.processor == "mlm" and cfg.optim.name == "sgd" and cfg.scheduler.name == "cosine"
+    assert cfg.data.processor._target_.endswith(".FullSentencesProcessor") and cfg.optim.name == "sgd" and cfg.scheduler.name == "cosine"
     model = build_model(cfg.model)
     assert model.encoder.layers[0].pre_norm and model.encoder.final_norm is not None
     # the MLM decoder shares the word embedding, as declared in the target config

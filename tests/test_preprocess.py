@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from checks import one_line_error
-from omegaconf import OmegaConf
 from PIL import Image
 from uer.preprocess.build import META_FILE, build_dataset, load_dataset_dir, read_meta
 from uer.preprocess.corpus import default_corpus, iter_documents, open_corpus
-from uer.preprocess.registry import PROCESSORS, options_from_config
+from uer.preprocess.registry import options_from_config
 
+from uer.data.collators import shipped_data_config
 from uer.data.tokenizer import Tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -38,8 +38,8 @@ def kjv(tmp_path: Path, chapters: int, name: str = "kjv.txt", newline: str = "\n
 
 
 def options(name: str, corpus, **kwargs):
-    return PROCESSORS[name](processor=name, corpus=None if corpus is None else str(corpus),
-                            **{"num_proc": 1, **kwargs})
+    return options_from_config(shipped_data_config(name, corpus=None if corpus is None else str(corpus),
+                                                   **{"num_proc": 1, **kwargs}))
 
 
 # --- corpus --------------------------------------------------------------------------------------
@@ -95,12 +95,12 @@ def test_bad_corpus_is_one_line_error_and_nothing_is_written(tmp_path, case, wor
 
 
 def test_unknown_and_ignored_config_keys():
-    one_line_error(lambda: options_from_config({"processor": "bert", "seq_lenght": 64}),
+    one_line_error(lambda: options_from_config(shipped_data_config("bert", seq_lenght=64)),
                    "unknown key data.seq_lenght", "valid keys:", "seq_length")
-    one_line_error(lambda: options_from_config({"processor": "bret"}), "data.processor", "bert")
-    one_line_error(lambda: options_from_config({"processor": "bert", "seq_length": 4}), "data.seq_length")
-    image = options_from_config(OmegaConf.create(
-        {"processor": "image", "corpus": None, "image_size": "${model.image_size}", "batch_size": 8}))
+    one_line_error(lambda: options_from_config(shipped_data_config("bert", processor={"_target_": "uer.bret"})),
+                   "data.processor._target_=uer.bret", "no such class")
+    one_line_error(lambda: options_from_config(shipped_data_config("bert", seq_length=4)), "data.seq_length")
+    image = options_from_config(shipped_data_config("image", batch_size=8))
     assert type(image).__name__ == "ImageProcessor" and image.corpus is None
 
 
@@ -147,7 +147,7 @@ def test_sentence_pairs_follow_their_definition(name, wordpiece):
 def test_bert_dataset_on_the_default_corpus(tmp_path, wordpiece):
     path = build_dataset(options("bert", kjv(tmp_path, 60), seq_length=64), wordpiece)
     dataset, meta, tokenizer = load_dataset_dir(path)
-    assert meta["processor"] == "bert" and meta["source"]["format"] == "documents"
+    assert meta["processor"] == "uer.preprocess.sentence_pair.NspProcessor" and meta["source"]["format"] == "documents"
     assert tokenizer.fingerprint() == wordpiece.fingerprint() and len(dataset) == meta["num_rows"] > 300
     labels = np.array(dataset["next_sentence_label"])
     assert 0.4 < labels.mean() < 0.6
@@ -298,7 +298,7 @@ def test_cli_end_to_end_and_errors(tmp_path):
     assert done.returncode == 0, done.stderr
     dataset, meta, _ = load_dataset_dir(out)
     assert f"dataset: {out}" in done.stdout and f"rows: {len(dataset)}" in done.stdout
-    assert f"tokens: {meta['num_tokens']}" in done.stdout and meta["processor"] == "lm"
+    assert f"tokens: {meta['num_tokens']}" in done.stdout and meta["processor"] == "uer.preprocess.causal_lm.CausalLmProcessor"
     for overrides, needle in [((f"data.corpus={tmp_path / 'missing.txt'}",), "missing.txt: file not found"),
                               (("data.seq_lenght=64",), "unknown key data.seq_lenght")]:
         failed = run_cli(tmp_path, *overrides, f"output={tmp_path / 'failed'}")

@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from uer.cli.preprocess import main as preprocess_main
-from uer.data.collators import make_collator
+from uer.data.collators import make_collator, shipped_data_config
 from uer.data.gap_sentences import select_gap_sentences
 from uer.data.infilling import InfillingCollator, infill, infill_spans, permute_sentences
 from uer.data.prefix_lm import PrefixLmCollator
@@ -163,7 +163,7 @@ def test_gap_sentence_selection_ratio_and_rules():
 
 def test_gap_sentence_batch_masks_the_selected_sentences_and_targets_them_in_order():
     tokenizer = Tokenizer.load("builtin:kjv-wordpiece")
-    cfg = OmegaConf.create({"processor": "gsg", "gap_ratio": 0.3, "gap_selection": "lead", "seq_length": 64})
+    cfg = shipped_data_config("gsg", gap_ratio=0.3, gap_selection="lead", seq_length=64)
     collator = make_collator(cfg, tokenizer)
     sentences = [text(3 + i, i) for i in range(7)]
     row = {"input_ids": [[t for s in sentences for t in s]], "sentence_lengths": [[len(s) for s in sentences]]}
@@ -237,11 +237,11 @@ def test_sentinels_added_in_t5_order_and_target_tokenizer_saved_and_loaded(tmp_p
 
 def test_t5_sentinel_errors_are_one_line_and_name_the_key():
     with pytest.raises(UerError, match="data.sentinel_token"):
-        options_from_config({"processor": "t5", "sentinel_token": "[unused{}]"}).tokenizer_spec()
+        options_from_config(shipped_data_config("t5", sentinel_token="[unused{}]")).tokenizer_spec()
     tokenizer = Tokenizer.load("builtin:kjv-wordpiece")
     tokenizer.add_sentinels(5)
     with pytest.raises(UerError, match="needs 28"):
-        make_collator(OmegaConf.create({"processor": "t5", "seq_length": 512}), tokenizer)
+        make_collator(shipped_data_config("t5", seq_length=512), tokenizer)
 
 
 # --- uer-preprocess ---------------------------------------------------------------------------------
@@ -255,8 +255,8 @@ def preprocess(tmp_path, name: str, *overrides: str) -> tuple:
 @pytest.mark.parametrize("name", ["t5", "bart", "gsg", "prefixlm"])
 def test_uer_preprocess_on_the_embedded_corpus_and_a_batch(tmp_path, name, capsys):
     dataset, meta, tokenizer = preprocess(tmp_path, name, "data.seq_length=64")
-    assert meta["processor"] == name and len(dataset) > 1000
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    assert meta["processor"] == cfg.processor._target_ and len(dataset) > 1000
     cfg.seq_length = 64
     batch = make_collator(cfg, tokenizer)(dataset[:8], [rng(0, 0, i) for i in range(8)])
     assert batch["input_ids"].shape[1] <= 64
@@ -283,7 +283,7 @@ def test_mt_pairs_invalid_lines_and_trained_target_tokenizer(tmp_path, capsys):
     row = dataset[0]
     assert row["labels"] == [*target.encode_batch(["le roi dit"])[0], target.sep_token_id]
     assert row["input_ids"] == [*tokenizer.encode_batch(["the king said"])[0], tokenizer.sep_token_id]
-    again = options_from_config({"processor": "mt", "corpus": str(tsv), "vocab_size": 60, "invalid_pairs": "skip"})
+    again = options_from_config(shipped_data_config("mt", corpus=str(tsv), vocab_size=60, invalid_pairs="skip"))
     assert Tokenizer.load(again.tokenizer_spec()).fingerprint() == tokenizer.fingerprint()  # deterministic
     cfg = OmegaConf.load(CONF / "mt.yaml")
     batch = make_collator(cfg, tokenizer)(dataset[:4], [rng(i) for i in range(4)])

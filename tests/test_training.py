@@ -20,11 +20,11 @@ FAST = ["trainer.progress=false", "trainer.eval_every=0", "data.eval_samples=4",
 
 def run_args(preset: str, corpus: Path, out: Path, steps: int, *extra: str) -> list[str]:
     args = [f"+model={preset}", f"trainer.output_dir={out}", f"trainer.max_steps={steps}", *FAST]
-    processor = compose_config([f"+model={preset}"]).data.processor
-    if processor == "mt":  # a parallel corpus: English<TAB>Chinese
+    processor = compose_config([f"+model={preset}"]).data.processor._target_.rsplit(".", 1)[1]
+    if processor == "ParallelProcessor":  # a parallel corpus: English<TAB>Chinese
         args += [f"data.corpus={SHARED_DATA / 'corpora' / 'news-commentary-v13-en-zh_sampled.txt'}",
                  "data.seq_length=32", "data.vocab_size=2000"]
-    elif processor != "image":
+    elif processor != "ImageProcessor":
         args += [f"data.corpus={corpus}", "data.seq_length=32"]
     return args + list(extra)
 

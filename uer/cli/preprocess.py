@@ -4,10 +4,11 @@ Usage (Hydra overrides, composed from ``conf/preprocess.yaml``)::
 
     uer-preprocess data=bert data.corpus=corpus.txt data.tokenizer=vocab.txt data.seq_length=128 output=DIR
 
-``data.*`` keys the preprocessor does not use (batch_size, mask_prob, ...) are ignored; a key no
-processor knows is an error listing the valid keys. Without ``output`` the dataset goes to the
-content-addressed cache (``$UER_CACHE/datasets/<hash>``) and a second run with the same inputs
-returns it at once; train from it with ``uer-pretrain ... data.dataset=DIR``. An interrupted run,
+``data.processor._target_`` names the processor class; ``data.*`` keys it does not use (batch_size,
+mask_prob, ...) are ignored; a key that neither it, the collator nor the loader reads is an error
+listing the valid keys. A ``_target_`` outside ``uer.`` needs its prefix in
+``trainer.allowed_targets=[prefix.]``. Without ``output`` the dataset goes to the content-addressed
+cache (``$UER_CACHE/datasets/<hash>``) and a second run with the same inputs returns it at once; train from it with ``uer-pretrain ... data.dataset=DIR``. An interrupted run,
 started again, reuses the shards it finished. Prints the dataset directory, rows and tokens (and,
 if any, how many lines were skipped as invalid UTF-8 under ``data.invalid_utf8=skip`` or split for
 being longer than 1 MiB); on bad input prints ``error: <one line>`` to stderr and exits with 2.
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def job(args):
         from uer.config import compose_config
+        from uer.models.build import DEFAULT_ALLOWED
         from uer.preprocess.build import build_dataset, read_meta
         from uer.preprocess.registry import options_from_config
 
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             print(__doc__)
             return 0
         cfg = compose_config(args, config_name="preprocess", need_model=False)
-        path = build_dataset(options_from_config(cfg.data), output_dir=cfg.output)
+        allowed = DEFAULT_ALLOWED + tuple(cfg.trainer.allowed_targets)
+        path = build_dataset(options_from_config(cfg.data, allowed), output_dir=cfg.output)
         meta = read_meta(path)
         print(f"dataset: {path}\nrows: {meta['num_rows']}\ntokens: {meta['num_tokens']}")
         source = meta.get("source", {})

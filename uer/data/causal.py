@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from uer.data.padding import pad
+from uer.errors import UerError
 
 
 class LmCollator:
@@ -31,3 +32,18 @@ class LmCollator:
             batch["attention_mask"] = torch.from_numpy(attention)
         batch["labels"] = torch.from_numpy(labels)
         return batch
+
+
+class CausalLm(LmCollator):
+    """The collator of ``data=lm``: `LmCollator` padding with the tokenizer's pad token, or its
+    end-of-text token when it has no pad.
+
+    Raises:
+        UerError: the tokenizer has neither.
+    """
+
+    def __init__(self, tokenizer):
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad_id is None:
+            raise UerError("data.tokenizer: causal LM needs a pad or end-of-text token")
+        super().__init__(pad_id)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from uer.data.padding import pad
+from uer.errors import UerError
 
 
 def mask_tokens(ids: np.ndarray, maskable: np.ndarray, rngs: list[np.random.Generator], mask_prob: float,
@@ -88,3 +89,25 @@ class MlmCollator:
         if "next_sentence_label" in rows:
             batch["next_sentence_label"] = torch.tensor(rows["next_sentence_label"], dtype=torch.int64)
         return batch
+
+
+class MaskedLm(MlmCollator):
+    """The collator of ``data=bert|albert|mlm``: `MlmCollator` with the special, pad and mask ids and
+    the vocabulary size of ``tokenizer``.
+
+    Args:
+        tokenizer: a `uer.data.tokenizer.Tokenizer` with pad and mask tokens.
+        mask_prob: ``data.mask_prob``, the fraction of tokens to predict (0.15 in BERT).
+
+    Raises:
+        UerError: ``mask_prob`` outside (0, 1), or a tokenizer without mask or pad token.
+    """
+
+    def __init__(self, tokenizer, mask_prob: float = 0.15):
+        if not 0 < mask_prob < 1:
+            raise UerError(f"data.mask_prob={mask_prob}: must be between 0 and 1")
+        try:
+            super().__init__(tokenizer.all_special_ids, tokenizer.pad_token_id, tokenizer.mask_token_id,
+                             tokenizer.vocab_size, mask_prob)
+        except ValueError as e:
+            raise UerError(f"data.tokenizer: {e}") from None

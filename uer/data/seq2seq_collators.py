@@ -1,8 +1,11 @@
-"""Which collator serves the encoder-decoder and prefix-LM processors (t5, bart, gsg, mt, prefixlm),
-built from the ``data`` config section and the tokenizer."""
-from __future__ import annotations
+"""The collators of the encoder-decoder and prefix-LM data configs (``data=t5|bart|gsg|mt|prefixlm``):
+the denoising and sequence-to-sequence collators with their special ids taken from the tokenizer and
+their options (``data.*`` keys of the same names) checked.
 
-from omegaconf import DictConfig
+``decoder_start`` (pad | eos | bos) is the first decoder input: T5 and PEGASUS start with pad, BART
+and fairseq MT with eos; each class's default is its paper's.
+"""
+from __future__ import annotations
 
 from uer.data.gap_sentences import SELECTIONS, GapSentencesCollator
 from uer.data.infilling import InfillingCollator
@@ -11,63 +14,103 @@ from uer.data.seq2seq import Seq2SeqCollator, role_id
 from uer.data.span_corruption import SpanCorruptionCollator, noise_counts, raw_length
 from uer.errors import UerError
 
-SEQ2SEQ = ("t5", "bart", "gsg", "mt", "prefixlm")
-DECODER_START = {"t5": "pad", "bart": "eos", "gsg": "pad", "mt": "eos"}
-"""Default ``data.decoder_start`` per processor: T5 and PEGASUS start with pad, BART and fairseq MT with eos."""
 
-
-def _fraction(data_cfg: DictConfig, key: str, default: float, low: float = 0.0, high: float = 1.0) -> float:
-    value = data_cfg.get(key, default)
-    if not isinstance(value, (int, float)) or not low <= value <= high:
+def _fraction(key: str, value, low: float = 0.0, high: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise UerError(f"data.{key}={value}: must be a number in [{low}, {high}]")
     return float(value)
 
 
-def _ids(tokenizer, name: str, *roles: str) -> list[int]:
-    return [role_id(tokenizer, role, f"data.tokenizer (processor {name})") for role in roles]
+def _ids(tokenizer, objective: str, *roles: str) -> list[int]:
+    return [role_id(tokenizer, role, f"data.tokenizer ({objective})") for role in roles]
 
 
-def make_seq2seq_collator(data_cfg: DictConfig, tokenizer):
-    """The collator for processor ``data_cfg.processor`` (one of `SEQ2SEQ`).
+def _mask_id(tokenizer, objective: str) -> int:
+    if tokenizer.mask_token_id is None:
+        raise UerError(f"data.tokenizer: {objective} needs a mask token")
+    return tokenizer.mask_token_id
 
-    Keys read: ``decoder_start`` (pad | eos | bos; default per `DECODER_START`), and per processor
-    t5: ``sentinel_token``, ``noise_density``, ``mean_noise_span_length``, ``seq_length``;
-    bart: ``mask_ratio`` (0.3), ``poisson_lambda`` (3), ``permute_ratio`` (1.0);
-    gsg: ``gap_ratio`` (0.3), ``gap_selection`` (principal | lead | random). ``mt`` takes the target
-    side's ids from ``tokenizer.target``.
+
+class SpanCorruption(SpanCorruptionCollator):
+    """The collator of ``data=t5`` (Raffel et al. 2020): `SpanCorruptionCollator` with the
+    tokenizer's sentinels (``sentinel_token``: a format such as ``"[unused{}]"``, None: ``<extra_id_N>``
+    or ``extraN``), pad and eos.
 
     Raises:
-        UerError: a bad value, a tokenizer without the special or sentinel tokens the objective needs.
+        UerError: fewer sentinels than the noise spans of a ``seq_length`` block need, or a missing
+            special token.
     """
-    name = data_cfg.processor
-    if name == "prefixlm":
-        return PrefixLmCollator(*_ids(tokenizer, name, "pad"))
-    target = tokenizer.target if name == "mt" else tokenizer
-    if target is None:
-        raise UerError(f"data.tokenizer={data_cfg.get('tokenizer')}: processor mt needs a target tokenizer "
-                       "(data.tgt_tokenizer); this one has none")
-    start = role_id(target, data_cfg.get("decoder_start") or DECODER_START[name])
-    pad_id, eos_id = _ids(tokenizer, name, "pad", "eos")
-    if name == "mt":
-        return Seq2SeqCollator(pad_id, _ids(target, name, "pad")[0], start)
-    mask_id = tokenizer.mask_token_id
-    if name in ("bart", "gsg") and mask_id is None:
-        raise UerError(f"data.tokenizer={data_cfg.get('tokenizer')}: processor {name} needs a mask token")
-    if name == "bart":
-        return InfillingCollator(pad_id, mask_id, _ids(tokenizer, name, "bos")[0], eos_id, start,
-                                 _fraction(data_cfg, "mask_ratio", 0.3),
-                                 _fraction(data_cfg, "poisson_lambda", 3.0, 1e-3, 1e3),
-                                 _fraction(data_cfg, "permute_ratio", 1.0))
-    if name == "gsg":
-        selection = data_cfg.get("gap_selection", "principal")
-        if selection not in SELECTIONS:
-            raise UerError(f"data.gap_selection={selection}: unknown; valid: {', '.join(SELECTIONS)}")
-        return GapSentencesCollator(pad_id, mask_id, eos_id, start, _fraction(data_cfg, "gap_ratio", 0.3, 1e-6),
-                                    selection)
-    sentinels = tokenizer.sentinel_ids(data_cfg.get("sentinel_token"))
-    density, mean = data_cfg.get("noise_density", 0.15), data_cfg.get("mean_noise_span_length", 3.0)
-    spans = noise_counts(raw_length(data_cfg.seq_length, density, mean)[0], density, mean)[1]
-    if len(sentinels) < spans:
-        raise UerError(f"data.sentinel_token={data_cfg.get('sentinel_token')}: the tokenizer has {len(sentinels)} "
-                       f"sentinel tokens, and data.seq_length={data_cfg.seq_length} needs {spans}")
-    return SpanCorruptionCollator(sentinels, pad_id, eos_id, start, density, mean)
+
+    def __init__(self, tokenizer, seq_length: int, noise_density: float = 0.15,
+                 mean_noise_span_length: float = 3.0, sentinel_token: str | None = None, decoder_start: str = "pad"):
+        sentinels = tokenizer.sentinel_ids(sentinel_token)
+        spans = noise_counts(raw_length(seq_length, noise_density, mean_noise_span_length)[0], noise_density,
+                             mean_noise_span_length)[1]
+        if len(sentinels) < spans:
+            raise UerError(f"data.sentinel_token={sentinel_token}: the tokenizer has {len(sentinels)} sentinel "
+                           f"tokens, and data.seq_length={seq_length} needs {spans}")
+        pad_id, eos_id = _ids(tokenizer, "t5", "pad", "eos")
+        super().__init__(sentinels, pad_id, eos_id, role_id(tokenizer, decoder_start), noise_density,
+                         mean_noise_span_length)
+
+
+class TextInfilling(InfillingCollator):
+    """The collator of ``data=bart`` (Lewis et al. 2020): `InfillingCollator` with the tokenizer's
+    pad, mask, bos and eos; ``mask_ratio`` (0.3), ``poisson_lambda`` (3) and ``permute_ratio`` (1.0)
+    are BART's.
+
+    Raises:
+        UerError: an option out of range or a missing special token.
+    """
+
+    def __init__(self, tokenizer, mask_ratio: float = 0.3, poisson_lambda: float = 3.0, permute_ratio: float = 1.0,
+                 decoder_start: str = "eos"):
+        pad_id, bos_id, eos_id = _ids(tokenizer, "bart", "pad", "bos", "eos")
+        super().__init__(pad_id, _mask_id(tokenizer, "bart"), bos_id, eos_id, role_id(tokenizer, decoder_start),
+                         _fraction("mask_ratio", mask_ratio), _fraction("poisson_lambda", poisson_lambda, 1e-3, 1e3),
+                         _fraction("permute_ratio", permute_ratio))
+
+
+class GapSentences(GapSentencesCollator):
+    """The collator of ``data=gsg`` (PEGASUS, Zhang et al. 2020): `GapSentencesCollator` with the
+    tokenizer's pad, mask (the mask-sentence token) and eos; ``gap_ratio`` (0.3) of the sentences
+    chosen by ``gap_selection`` (principal | lead | random).
+
+    Raises:
+        UerError: an option out of range or unknown, or a missing special token.
+    """
+
+    def __init__(self, tokenizer, gap_ratio: float = 0.3, gap_selection: str = "principal",
+                 decoder_start: str = "pad"):
+        if gap_selection not in SELECTIONS:
+            raise UerError(f"data.gap_selection={gap_selection}: unknown; valid: {', '.join(SELECTIONS)}")
+        pad_id, eos_id = _ids(tokenizer, "gsg", "pad", "eos")
+        super().__init__(pad_id, _mask_id(tokenizer, "gsg"), eos_id, role_id(tokenizer, decoder_start),
+                         _fraction("gap_ratio", gap_ratio, 1e-6), gap_selection)
+
+
+class Translation(Seq2SeqCollator):
+    """The collator of ``data=mt``: `Seq2SeqCollator` with the source pad of ``tokenizer`` and the
+    target pad and decoder start of ``tokenizer.target``.
+
+    Raises:
+        UerError: the tokenizer has no target side (``data.tgt_tokenizer``) or a missing special token.
+    """
+
+    def __init__(self, tokenizer, decoder_start: str = "eos"):
+        target = tokenizer.target
+        if target is None:
+            raise UerError("data.tokenizer: mt needs a target tokenizer (data.tgt_tokenizer); this one has none")
+        super().__init__(_ids(tokenizer, "mt", "pad")[0], _ids(target, "mt", "pad")[0],
+                         role_id(target, decoder_start))
+
+
+class PrefixLm(PrefixLmCollator):
+    """The collator of ``data=prefixlm``: `PrefixLmCollator` padding with the tokenizer's pad.
+
+    Raises:
+        UerError: the tokenizer has no pad token.
+    """
+
+    def __init__(self, tokenizer):
+        super().__init__(*_ids(tokenizer, "prefixlm", "pad"))

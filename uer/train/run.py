@@ -26,9 +26,10 @@ from uer.train.trainer import Trainer, pick_device
 log = logging.getLogger("uer")
 
 
-def load_data(data_cfg: DictConfig, tokenizer=None):
+def load_data(data_cfg: DictConfig, tokenizer=None, allowed: tuple[str, ...] = DEFAULT_ALLOWED):
     """The dataset for ``data_cfg``: ``data.dataset`` if given, else the corpus preprocessed (or
-    found in the content-addressed cache). Returns ``(dataset, meta, tokenizer)``.
+    found in the content-addressed cache) by the processor ``data.processor`` names (a ``_target_``
+    under one of the ``allowed`` prefixes). Returns ``(dataset, meta, tokenizer)``.
 
     Raises:
         UerError: bad data keys or values, a bad corpus, tokenizer or dataset directory.
@@ -38,7 +39,7 @@ def load_data(data_cfg: DictConfig, tokenizer=None):
 
     if data_cfg.get("dataset"):
         return load_dataset_dir(data_cfg.dataset)
-    options = options_from_config(data_cfg)
+    options = options_from_config(data_cfg, allowed)
     if tokenizer is None and options.tokenizer_spec():
         from uer.data.tokenizer import Tokenizer
 
@@ -161,7 +162,7 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
             tokenizer = Tokenizer.load(init_dir)
     if cfg.data.batch_size < 1:
         raise UerError(f"data.batch_size={cfg.data.batch_size}: must be >= 1")
-    dataset, meta, tokenizer = load_data(cfg.data, tokenizer)
+    dataset, meta, tokenizer = load_data(cfg.data, tokenizer, DEFAULT_ALLOWED + tuple(t.allowed_targets))
     fill_sizes(cfg.model, tokenizer, meta)
     run_cfg = resolve(cfg)
     if init_cfg is not None:
@@ -207,7 +208,7 @@ def prepare(cfg: DictConfig) -> Trainer:
     parallel = distributed.wrap(model, t.strategy, device)
     optimizer = build_optimizer(model, optim_cfg)  # after wrap: FSDP2 swaps in sharded parameters
     scheduler = build_scheduler(optimizer, sched_cfg, t.max_steps)
-    collate = make_collator(run_cfg.data, tokenizer)
+    collate = make_collator(run_cfg.data, tokenizer, allowed)
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
     try:
         train_loader = BatchLoader(dataset, train_idx, collate, run_cfg.data.batch_size, seed=t.seed,
