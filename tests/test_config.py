@@ -72,7 +72,8 @@ def test_parts_swap_from_the_command_line():
     cfg = resolve(compose_config(["+model=bert_mini", "model/target=mlm", "data=mlm", "model.vocab_size=50",
                                   "model.encoder.norm_position=pre", "optim=sgd", "scheduler=cosine"]))
     assert set(cfg.model.target) == {"_target_", "mlm"}
-    assert cfg.data.processor._target_.endswith(".FullSentencesProcessor") and cfg.optim.name == "sgd" and cfg.scheduler.name == "cosine"
+    assert cfg.data.processor._target_.endswith(".FullSentencesProcessor")
+    assert cfg.optim.name == "sgd" and cfg.scheduler.name == "cosine"
     model = build_model(cfg.model)
     assert model.encoder.layers[0].pre_norm and model.encoder.final_norm is not None
     # the MLM decoder shares the word embedding, as declared in the target config

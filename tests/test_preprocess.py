@@ -298,7 +298,8 @@ def test_cli_end_to_end_and_errors(tmp_path):
     assert done.returncode == 0, done.stderr
     dataset, meta, _ = load_dataset_dir(out)
     assert f"dataset: {out}" in done.stdout and f"rows: {len(dataset)}" in done.stdout
-    assert f"tokens: {meta['num_tokens']}" in done.stdout and meta["processor"] == "uer.preprocess.causal_lm.CausalLmProcessor"
+    assert f"tokens: {meta['num_tokens']}" in done.stdout
+    assert meta["processor"] == "uer.preprocess.causal_lm.CausalLmProcessor"
     for overrides, needle in [((f"data.corpus={tmp_path / 'missing.txt'}",), "missing.txt: file not found"),
                               (("data.seq_lenght=64",), "unknown key data.seq_lenght")]:
         failed = run_cli(tmp_path, *overrides, f"output={tmp_path / 'failed'}")

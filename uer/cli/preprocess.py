@@ -8,10 +8,11 @@ Usage (Hydra overrides, composed from ``conf/preprocess.yaml``)::
 mask_prob, ...) are ignored; a key that neither it, the collator nor the loader reads is an error
 listing the valid keys. A ``_target_`` outside ``uer.`` needs its prefix in
 ``trainer.allowed_targets=[prefix.]``. Without ``output`` the dataset goes to the content-addressed
-cache (``$UER_CACHE/datasets/<hash>``) and a second run with the same inputs returns it at once; train from it with ``uer-pretrain ... data.dataset=DIR``. An interrupted run,
-started again, reuses the shards it finished. Prints the dataset directory, rows and tokens (and,
-if any, how many lines were skipped as invalid UTF-8 under ``data.invalid_utf8=skip`` or split for
-being longer than 1 MiB); on bad input prints ``error: <one line>`` to stderr and exits with 2.
+cache (``$UER_CACHE/datasets/<hash>``) and a second run with the same inputs returns it at once;
+train from it with ``uer-pretrain ... data.dataset=DIR``. An interrupted run, started again, reuses
+the shards it finished. Prints the dataset directory, rows and tokens (and, if any, how many lines
+were skipped as invalid UTF-8 under ``data.invalid_utf8=skip`` or split for being longer than
+1 MiB); on bad input prints ``error: <one line>`` to stderr and exits with 2.
 """
 
 from __future__ import annotations
