@@ -1,5 +1,5 @@
-"""The one training loop: every preset trains, a tiny model overfits, resume is bit-identical,
-accumulation equals one large batch."""
+"""The one training loop: a tiny model overfits, resume is bit-identical, accumulation equals one
+large batch (every preset's training: test_presets_train.py)."""
 from __future__ import annotations
 
 import math
@@ -7,40 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from runs import run_args
 from safetensors.torch import load_file
 
-from uer.config import compose_config, presets, resolve
+from uer.config import compose_config, resolve
 from uer.models import build_model
 from uer.train.run import prepare, pretrain
-
-from conftest import SHARED_DATA
-
-FAST = ["trainer.progress=false", "trainer.eval_every=0", "data.eval_samples=4", "data.num_proc=1"]
-
-
-def run_args(preset: str, corpus: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    args = [f"+model={preset}", f"trainer.output_dir={out}", f"trainer.max_steps={steps}", *FAST]
-    processor = compose_config([f"+model={preset}"]).data.processor._target_.rsplit(".", 1)[1]
-    if processor == "ParallelProcessor":  # a parallel corpus: English<TAB>Chinese
-        args += [f"data.corpus={SHARED_DATA / 'corpora' / 'news-commentary-v13-en-zh_sampled.txt'}",
-                 "data.seq_length=32", "data.vocab_size=2000"]
-    elif processor != "ImageProcessor":
-        args += [f"data.corpus={corpus}", "data.seq_length=32"]
-    return args + list(extra)
-
-
-@pytest.mark.parametrize("preset", presets())
-def test_every_preset_trains_three_steps(preset, small_corpus, tmp_path):
-    base = preset.endswith("_base") or preset in ("gpt2", "vit_base_16")
-    args = run_args(preset, small_corpus, tmp_path / "run", 3, "data.batch_size=2" if base else "data.batch_size=8",
-                    "trainer.log_every=1", "trainer.save_every=0")
-    metrics = pretrain(compose_config(args))
-    assert math.isfinite(metrics["loss"]) and metrics["loss"] > 0
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len([line for line in lines if '"split": "train"' in line]) == 3
-    (checkpoint,) = (tmp_path / "run" / "checkpoints").iterdir()
-    assert {"model.safetensors", "config.yaml", "state"} <= {p.name for p in checkpoint.iterdir()}
-    assert list((tmp_path / "run" / "tensorboard").iterdir())
 
 
 def test_tiny_model_overfits_one_batch():
