@@ -13,13 +13,14 @@ from uer.convert.engine import listing
 from uer.convert.families import FAMILIES, family_of
 from uer.convert.spec import Family, Head
 from uer.errors import UerError
+from uer.models.pretrained import model_differences
 
 PRESET_KEY = "uer_preset"
 """config.json key naming the uer preset of an exported model, written when it is not the family's
 default (``bert_tiny``), so that the round trip restores ``model.name``."""
 TOKEN_IDS = {"pad_token_id": "pad", "bos_token_id": "bos", "eos_token_id": "eos"}
 NOT_CARRIED = ("architectures", "model_type", "transformers_version", "dtype", "torch_dtype", PRESET_KEY)
-TRAINING_ONLY = ("gradient_checkpointing", "weights", "label_field", "name")
+TRAINING_ONLY = ("gradient_checkpointing", "weights", "class_weights", "label_field", "name")
 """uer config keys that do not change the function a model computes; an export ignores them."""
 
 
@@ -129,8 +130,6 @@ def hf_config_for(family: Family, head: Head, model_cfg: DictConfig, extras: dic
 
 def differences(a: DictConfig, b: DictConfig) -> list[str]:
     """Differing keys of two resolved model configs, training-only keys left out."""
-    from uer.train.run import model_differences
-
     return [d for d in model_differences(a, b)
             if not set(d.split(":")[0].split(".")) & set(TRAINING_ONLY)]
 

@@ -76,6 +76,6 @@ def build_model(cfg: DictConfig, allowed: Iterable[str] = DEFAULT_ALLOWED) -> Mo
     except UerError:
         raise
     except Exception as e:  # hydra wraps constructor errors; keep the first line, which names the problem
-        msg = str(e).strip().splitlines()
+        msg = [line for line in str(e).strip().splitlines() if not line.startswith("full_key:")]
         raise UerError(f"cannot build the model: {msg[-1] if msg else type(e).__name__}") from e
     return Model(**parts, init_std=resolved.get("init_std", 0.02))

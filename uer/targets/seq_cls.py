@@ -7,7 +7,7 @@ import torch
 from uer.layers.dropout import Dropout
 from uer.targets.cls import ClsTarget
 from uer.targets.output import TargetOutput, accuracy
-from uer.targets.token_cls import class_weighted_loss
+from uer.targets.token_cls import class_weighted_loss, class_weights_buffer
 
 
 class SeqClsTarget(ClsTarget):
@@ -20,20 +20,19 @@ class SeqClsTarget(ClsTarget):
     Args:
         dim, num_labels, pooling, pooler, label_field: as for :class:`ClsTarget`.
         dropout: before the classifier (training only).
-
-    Attributes:
-        class_weights: (num_labels,) float or None: loss weight per class (a training option, kept
-            out of the state dict); set it after building the model.
+        class_weights: a loss weight per class, in label order (None = all 1): see
+            :func:`~uer.targets.token_cls.class_weighted_loss`. A training option: a (num_labels,)
+            buffer kept out of the state dict.
 
     Raises:
-        ValueError: unknown pooling.
+        ValueError: unknown pooling; ``class_weights`` not one non-negative weight per class.
     """
 
     def __init__(self, dim: int, num_labels: int, pooling: str = "first", pooler: bool = True,
-                 dropout: float = 0.1, label_field: str = "labels"):
+                 dropout: float = 0.1, label_field: str = "labels", class_weights: list[float] | None = None):
         super().__init__(dim, num_labels, pooling, pooler, label_field)
         self.dropout = Dropout(dropout)
-        self.register_buffer("class_weights", None, persistent=False)
+        self.register_buffer("class_weights", class_weights_buffer(class_weights, num_labels), persistent=False)
 
     def logits(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, S, D) -> (B, num_labels)."""

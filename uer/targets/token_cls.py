@@ -10,6 +10,21 @@ from uer.layers.dropout import Dropout
 from uer.targets.output import TargetOutput, accuracy
 
 
+def class_weights_buffer(class_weights: list[float] | None, num_labels: int) -> torch.Tensor | None:
+    """``class_weights`` as a (num_labels,) float32 tensor (None stays None).
+
+    Raises:
+        ValueError: not one weight per label, or a negative weight.
+    """
+    if class_weights is None:
+        return None
+    if len(class_weights) != num_labels:
+        raise ValueError(f"class_weights has {len(class_weights)} values for {num_labels} labels")
+    if any(w < 0 for w in class_weights):
+        raise ValueError(f"class_weights must be >= 0, got {list(class_weights)}")
+    return torch.tensor(list(class_weights), dtype=torch.float32)
+
+
 def class_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None) -> torch.Tensor:
     """Summed cross entropy of ``logits`` (N, C) against ``labels`` (N,), each item scaled by the
     weight of its true class when ``class_weights`` (C,) is given. Divided by the number of items
@@ -29,18 +44,21 @@ class TokenClsTarget(nn.Module):
     Args:
         dim: D.  num_labels: number of tags.  dropout: before the classifier (training only).
         label_field: batch key of the labels.
+        class_weights: a loss weight per tag, in tag order (None = all 1): see
+            :func:`class_weighted_loss`. A training option: a (num_labels,) buffer kept out of the
+            state dict.
 
-    Attributes:
-        class_weights: (num_labels,) float or None: loss weight per class (a training option, kept
-            out of the state dict); set it after building the model.
+    Raises:
+        ValueError: ``class_weights`` not one non-negative weight per tag.
     """
 
-    def __init__(self, dim: int, num_labels: int, dropout: float = 0.1, label_field: str = "labels"):
+    def __init__(self, dim: int, num_labels: int, dropout: float = 0.1, label_field: str = "labels",
+                 class_weights: list[float] | None = None):
         super().__init__()
         self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(dim, num_labels)
         self.label_field = label_field
-        self.register_buffer("class_weights", None, persistent=False)
+        self.register_buffer("class_weights", class_weights_buffer(class_weights, num_labels), persistent=False)
 
     def num_items(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Number of scored positions (scalar)."""
