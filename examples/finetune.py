@@ -16,11 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from examples.features import Collator, Rows, predict
 from uer.config import compose_config, resolve
-from uer.data.loader import BatchLoader
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 from uer.models.build import build_model
+from uer.train.assemble import Data, build_trainer, settings
+from uer.train.callbacks import BestCheckpoint, Callback, EarlyStopping, EncoderFreezer
+from uer.train.config import validated
 from uer.train.metrics import Evaluation
+from uer.train.run import resume_point
+from uer.train.trainer import Trainer
 
 log = logging.getLogger("uer")
 MODEL_ARGS = ("model", "model/")
@@ -35,7 +39,10 @@ class FinetuneConfig:
     ``<output_dir>/best``; ``patience`` evaluations without improvement stop the run (0 = never).
     ``freeze_encoder_steps``: train only the task head for that many steps. ``layer_decay`` < 1: the
     learning rate of layer l of L is ``lr · layer_decay^(L + 1 - l)``. ``class_weights``: loss weight
-    per label, in label order.
+    per label, in label order: the task target's ``class_weights`` option (the same as
+    ``model.target.<head>.class_weights``).
+
+    Best checkpoint, early stopping and freezing are :mod:`uer.train.callbacks` (see :func:`callbacks`).
     """
 
     epochs: int = 3
@@ -172,30 +179,50 @@ class Job:
     """A fine-tuning run: the pieces a recipe prepares for :func:`train`."""
 
     cfg: DictConfig
+    finetune: FinetuneConfig
     model: torch.nn.Module
     tokenizer: Tokenizer
     train_rows: Rows
     dev_rows: Rows
     evaluator: object
     run_config: DictConfig
-    class_weights_target: str | None = None
 
 
-def train(job: Job):
-    """Fine-tune ``job.model`` with the library's Trainer: ``finetune.epochs`` epochs, dev evaluation
-    after each, the best checkpoint in ``<output_dir>/best``. Returns the trainer after ``fit``.
+def finetune_config(cfg: DictConfig) -> FinetuneConfig:
+    """The validated ``finetune`` group of a recipe config.
 
     Raises:
-        UerError: bad trainer/optim/scheduler/finetune keys, too little data for one batch, or an
-            output dir that holds another run.
+        UerError: an unknown key, a value of the wrong type, or a negative ``patience``.
     """
-    from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer, validated
-    from uer.train.optim import EncoderFreezer, build_optimizer, build_scheduler
-    from uer.train.run import resume_point
-    from uer.train.trainer import Trainer, pick_device
-
-    cfg = job.cfg
     ft = validated(cfg.finetune, FinetuneConfig, "finetune")
+    if ft.patience < 0:
+        raise UerError(f"finetune.patience must be >= 0 (0 = never stop early), got {ft.patience}")
+    return ft
+
+
+def callbacks(ft: FinetuneConfig, model: torch.nn.Module) -> list[Callback]:
+    """The callbacks ``finetune.*`` asks for: the best checkpoint by ``best_metric`` (always), early
+    stopping after ``patience`` evaluations without improvement, the encoder of ``model`` frozen for
+    the first ``freeze_encoder_steps`` steps."""
+    chosen: list[Callback] = [BestCheckpoint(ft.best_metric)]
+    if ft.patience:
+        chosen.append(EarlyStopping(ft.best_metric, ft.patience))
+    if ft.freeze_encoder_steps:
+        chosen.append(EncoderFreezer(model, ft.freeze_encoder_steps))
+    return chosen
+
+
+def train(job: Job) -> Trainer:
+    """Fine-tune ``job.model`` with the library's Trainer, assembled as pretraining's is
+    (:func:`uer.train.assemble.build_trainer`): ``finetune.epochs`` epochs, dev evaluation by
+    ``job.evaluator`` after each, the :func:`callbacks` (best checkpoint in ``<output_dir>/best``).
+    Returns the trainer after ``fit``.
+
+    Raises:
+        UerError: bad trainer/optim/scheduler keys, too little data for one batch, or an output dir
+            that holds another run.
+    """
+    cfg, ft = job.cfg, job.finetune
     batch_size = cfg.task.batch_size
     if len(job.train_rows) < batch_size:
         raise UerError(f"task.train={cfg.task.train}: {len(job.train_rows)} examples, fewer than one batch of "
@@ -203,29 +230,14 @@ def train(job: Job):
     per_epoch = len(job.train_rows) // batch_size
     cfg.trainer.max_steps = ft.max_steps or ft.epochs * per_epoch
     cfg.trainer.eval_every = ft.eval_every or per_epoch
-    t = validated(cfg.trainer, TrainerConfig, "trainer")
-    check_trainer(t)
-    job.run_config.trainer = OmegaConf.structured(t)
-    resume_from = resume_point(t, job.run_config.model)
-    model = job.model.to(pick_device(t.device))
-    if ft.class_weights is not None:
-        head = getattr(model.target, job.class_weights_target)
-        if len(ft.class_weights) != head.classifier.out_features:
-            raise UerError(f"finetune.class_weights has {len(ft.class_weights)} values for "
-                           f"{head.classifier.out_features} labels")
-        head.class_weights = torch.tensor(ft.class_weights, device=next(model.parameters()).device)
-    optimizer = build_optimizer(model, validated(cfg.optim, OptimConfig, "optim"), ft.layer_decay)
-    scheduler = build_scheduler(optimizer, validated(cfg.scheduler, SchedulerConfig, "scheduler"), t.max_steps)
-    collate = Collator(job.tokenizer.pad_token_id or 0)
-    train_loader = BatchLoader(job.train_rows, np.arange(len(job.train_rows)), collate, batch_size, seed=t.seed)
-    hooks = [EncoderFreezer(model, ft.freeze_encoder_steps)] if ft.freeze_encoder_steps else []
-    trainer = Trainer(model, optimizer, scheduler, train_loader, t, Path(t.output_dir), job.run_config,
-                      job.tokenizer, evaluator=job.evaluator, best_metric=ft.best_metric,
-                      patience=ft.patience, before_step=hooks)
-    if resume_from is not None:
-        trainer.resume(resume_from)
+    run = settings(cfg)
+    job.run_config.trainer = OmegaConf.structured(run.trainer)
+    resume_from = resume_point(run.trainer, job.run_config.model)
+    rows = Data(job.train_rows, np.arange(len(job.train_rows)), Collator(job.tokenizer.pad_token_id or 0), batch_size)
+    trainer = build_trainer(job.model, run, job.run_config, job.tokenizer, rows, evaluator=job.evaluator,
+                            callbacks=callbacks(ft, job.model), layer_decay=ft.layer_decay, resume_from=resume_from)
     log.info("fine-tuning: %d training / %d dev examples, %d steps (%d per epoch), output %s",
-             len(job.train_rows), len(job.dev_rows), t.max_steps, per_epoch, t.output_dir)
+             len(job.train_rows), len(job.dev_rows), run.trainer.max_steps, per_epoch, run.trainer.output_dir)
     trainer.fit()
     return trainer
 
@@ -275,6 +287,9 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
         UerError: bad configuration or input (see :func:`train` and the task's ``load``).
     """
     cfg, model_args = compose_recipe(config_dir, argv)
+    ft = finetune_config(cfg)
+    if ft.class_weights is not None:  # an option of the task's target
+        model_args = [*model_args, f"model.target.{task.HEAD}.class_weights=[{','.join(map(str, ft.class_weights))}]"]
     labels, names = task.labels(cfg)
     model, model_cfg, tokenizer, record = build_task_model(cfg, model_args, task.TARGET,
                                                            None if labels is None else len(labels))
@@ -287,8 +302,8 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     if names is not None:
         hf.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     meta = {**OmegaConf.to_container(cfg.task), "labels": labels, "names": names}
-    trainer = train(Job(cfg, model, tokenizer, data["train"][0], dev_rows, evaluator,
-                        run_config(cfg, model_cfg, meta, hf), task.HEAD))
+    trainer = train(Job(cfg, ft, model, tokenizer, data["train"][0], dev_rows, evaluator,
+                        run_config(cfg, model_cfg, meta, hf)))
     model = best_model(trainer)
     report = {"dev": evaluator(trainer)}
     if cfg.task.get("test"):

@@ -62,6 +62,7 @@ def test_classification_recipe_with_options_and_inference(shared_data, tmp_path,
     from uer.train.checkpoint import load_config
 
     assert dict(load_config(run / "best").convert.hf_config.id2label) == {0: "0", 1: "1"}
+    assert list(load_config(run / "best").model.target.cls.class_weights) == [1.0, 2.0]  # a target option
 
 
 def test_early_stopping_stops_after_patience_evaluations(shared_data, tmp_path):
@@ -81,7 +82,8 @@ def test_encoder_freezing_and_layer_wise_learning_rates():
     from uer.config import compose_config, resolve
     from uer.models import build_model
     from uer.train.config import OptimConfig
-    from uer.train.optim import EncoderFreezer, build_optimizer
+    from uer.train.callbacks import EncoderFreezer
+    from uer.train.optim import build_optimizer
 
     cfg = resolve(compose_config(["+model=bert_tiny", "model/target=seq_cls", "model.vocab_size=50"]))
     model = build_model(cfg.model)
@@ -95,7 +97,7 @@ def test_encoder_freezing_and_layer_wise_learning_rates():
     batch = {"input_ids": torch.tensor([[2, 5, 6, 3]]), "labels": torch.tensor([1])}
     for step in (0, 1):
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        freeze(SimpleNamespace(step=step))
+        freeze.on_step_start(SimpleNamespace(step=step))
         model(batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -1,4 +1,5 @@
-"""Metric accumulation and the run's outputs: JSONL lines and TensorBoard scalars."""
+"""Metric accumulation (per log window, per evaluation, throughput) and the run's outputs: JSONL lines
+and TensorBoard scalars."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 
 from uer.targets.output import Metric, TargetOutput
+from uer.train import distributed
 
 
 class MetricSums:
@@ -34,6 +36,42 @@ class MetricSums:
         values = torch.stack([torch.stack(self.sums[n]) for n in names]).cpu()
         self.sums = {}
         return {n: (v[0] / v[1]).item() if v[1] > 0 else float("nan") for n, v in zip(names, values)}
+
+
+def batch_size_of(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(samples, real tokens) of a batch, from host tensors: tokens are unpadded ``input_ids``
+    positions (0 for image batches)."""
+    first = next(iter(batch.values()))
+    if "input_ids" not in batch:
+        return first.shape[0], 0
+    mask = batch.get("attention_mask")
+    return first.shape[0], int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+
+class Throughput:
+    """Samples and real tokens (see :func:`batch_size_of`) of this rank since the window started,
+    and the wall-clock seconds it has lasted (``time.perf_counter``)."""
+
+    def __init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        self.start, self.samples, self.tokens = time.perf_counter(), 0, 0
+
+    def add(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        for batch in batches:
+            samples, tokens = batch_size_of(batch)
+            self.samples += samples
+            self.tokens += tokens
+
+    def read(self, device: torch.device) -> tuple[int, int, float]:
+        """(samples, tokens) of all ranks together (one all-reduce in a multi-process run) and the
+        seconds since the window started (read first)."""
+        elapsed = time.perf_counter() - self.start
+        if distributed.world_size() == 1:
+            return self.samples, self.tokens, elapsed
+        samples, tokens = distributed.all_reduce_(torch.tensor([self.samples, self.tokens], device=device)).tolist()
+        return samples, tokens, elapsed
 
 
 class Evaluation:

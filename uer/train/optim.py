@@ -38,25 +38,6 @@ def layer_depth(name: str, top: int) -> int:
     return top
 
 
-class EncoderFreezer:
-    """A ``Trainer`` ``before_step`` hook that keeps the embedding and encoder frozen (no gradient,
-    no update) for the first ``steps`` optimizer steps, so a fresh task head settles before it
-    moves the pretrained weights (Howard & Ruder 2018, "ULMFiT", gradual unfreezing).
-
-    The state is a function of ``trainer.step`` alone, so a resumed run agrees with an unbroken one.
-    Frozen parameters get no gradient, so Adam(W) skips them entirely (moments and weight decay).
-    """
-
-    def __init__(self, model: nn.Module, steps: int, prefixes: tuple[str, ...] = ("embedding.", "encoder.")):
-        self.steps = steps
-        self.params = [p for n, p in model.named_parameters() if n.startswith(prefixes) and p.requires_grad]
-
-    def __call__(self, trainer) -> None:
-        frozen = trainer.step < self.steps
-        for p in self.params:
-            p.requires_grad_(not frozen)
-
-
 def build_optimizer(model: nn.Module, cfg: OptimConfig, layer_decay: float = 1.0) -> torch.optim.Optimizer:
     """AdamW (Loshchilov & Hutter 2019), Adam or SGD over :func:`parameter_groups`; with
     ``layer_decay`` < 1 each group's learning rate is ``optim.lr · lr_scale`` (layer-wise decay).

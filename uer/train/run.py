@@ -14,13 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from uer.config import resolve
 from uer.data.collators import make_collator
-from uer.data.loader import BatchLoader, split_indices
+from uer.data.loader import split_indices
 from uer.errors import UerError
 from uer.models.build import DEFAULT_ALLOWED, build_model
 from uer.train import distributed
 from uer.train.checkpoint import list_checkpoints, load_config, load_weights
-from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer, validated
-from uer.train.optim import build_optimizer, build_scheduler
+from uer.train.assemble import Data, build_trainer, settings
+from uer.train.config import TrainerConfig
 from uer.train.trainer import Trainer, pick_device
 
 log = logging.getLogger("uer")
@@ -182,18 +182,17 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
 
 def prepare(cfg: DictConfig) -> Trainer:
     """Check every input of the job ``cfg`` (a composed ``pretrain.yaml``) and assemble its
-    :class:`Trainer`, resumed if ``trainer.resume`` says so. Writes nothing.
+    :class:`Trainer` (:func:`uer.train.assemble.build_trainer`), resumed if ``trainer.resume`` says
+    so. Writes nothing.
 
     Under torchrun, joins the process group after the config checks; rank 0 reads the inputs first
     (building the dataset cache the other ranks then read), a bad input raises the same
     :class:`UerError` on every rank, and the model is wrapped for ``trainer.strategy``.
     """
-    t = validated(cfg.trainer, TrainerConfig, "trainer")
-    check_trainer(t)
-    optim_cfg = validated(cfg.optim, OptimConfig, "optim")
-    sched_cfg = validated(cfg.scheduler, SchedulerConfig, "scheduler")
+    run = settings(cfg)
+    t = run.trainer
     allowed = DEFAULT_ALLOWED + tuple(t.allowed_targets)
-    device = distributed.init(pick_device(t.device))
+    distributed.init(pick_device(t.device))
     torch.manual_seed(t.seed)
     init_dir, init_cfg, dataset, tokenizer, run_cfg, resume_from = distributed.main_first(
         lambda: load_inputs(cfg, t))
@@ -201,39 +200,15 @@ def prepare(cfg: DictConfig) -> Trainer:
     model = build_model(run_cfg.model, allowed)  # the same initial weights on every rank (same seed)
     if init_cfg is not None:
         load_weights(model, init_dir / "model.safetensors")
-    model.to(device)
-    rank, world = distributed.rank(), distributed.world_size()
-    if world > 1:
-        torch.manual_seed(t.seed + rank)  # dropout differs between ranks
-    parallel = distributed.wrap(model, t.strategy, device)
-    optimizer = build_optimizer(model, optim_cfg)  # after wrap: FSDP2 swaps in sharded parameters
-    scheduler = build_scheduler(optimizer, sched_cfg, t.max_steps)
     collate = make_collator(run_cfg.data, tokenizer, allowed)
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
-    try:
-        train_loader = BatchLoader(dataset, train_idx, collate, run_cfg.data.batch_size, seed=t.seed,
-                                   rank=rank, world_size=world, num_workers=run_cfg.data.num_workers,
-                                   pin_memory=device.type == "cuda")
-    except ValueError as e:
-        raise UerError(f"data: {e}; use a larger corpus or a smaller data.batch_size") from None
-    eval_loader = None
-    if len(eval_idx):
-        eval_loader = BatchLoader(dataset, eval_idx, collate, run_cfg.data.batch_size, seed=t.seed,
-                                  shuffle=False, drop_last=False, rank=rank, world_size=world,
-                                  pin_memory=device.type == "cuda")
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
              run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
-    trainer = Trainer(parallel, optimizer, scheduler, train_loader, t, Path(t.output_dir), run_cfg,
-                      tokenizer, eval_loader)
-    if resume_from is not None:
-        error = None
-        try:
-            trainer.resume(resume_from)
-        except UerError as e:
-            error = str(e)
-        distributed.agree(error)
-    return trainer
+    batch_size = run_cfg.data.batch_size
+    return build_trainer(model, run, run_cfg, tokenizer,
+                         Data(dataset, train_idx, collate, batch_size, run_cfg.data.num_workers),
+                         Data(dataset, eval_idx, collate, batch_size), resume_from=resume_from)
 
 
 def pretrain(cfg: DictConfig) -> dict[str, float]:
