@@ -16,8 +16,8 @@ from uer.preprocess.build import META_FILE, build_dataset, load_dataset_dir
 from uer.preprocess.processor import Processor
 from uer.preprocess.registry import options_from_config
 
-from uer.config import compose_config, resolve
-from uer.data.collators import make_collator, shipped_data_config
+from uer.config import compose_config, presets, resolve
+from uer.data.collators import check_keys, make_collator, shipped_data_config, target_class
 from uer.data.masking import MaskedLm
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
@@ -68,6 +68,12 @@ def test_every_shipped_data_config_builds_its_processor_and_collator(name, tmp_p
     assert isinstance(processor, Processor) and processor.target == data.processor._target_
     collator = make_collator(data, tokenizer_for(name))
     assert f"{type(collator).__module__}.{type(collator).__qualname__}" == data.collator._target_
+
+
+@pytest.mark.parametrize("preset", presets())
+def test_every_preset_data_section_has_only_keys_its_classes_read(preset):
+    data = compose_config([f"+model={preset}"]).data
+    check_keys(data, target_class(data, "processor"), target_class(data, "collator"))
 
 
 @pytest.mark.parametrize("key", ["processor", "collator"])
