@@ -64,6 +64,8 @@ def test_every_model_part_composes_and_builds(part):
         overrides = sized(base) + [f"model/{part}={option}"]
         if option == "patch_pos":
             overrides = sized("vit_tiny")
+        if option in ("dual_text", "dual", "cosine"):  # two-tower parts go together
+            overrides = sized("bert_tiny") + ["model/embedding=dual_text", "model/encoder=dual", "model/target=cosine"]
         cfg = resolve(compose_config(overrides))
         build_model(cfg.model)
 

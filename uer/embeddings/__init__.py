@@ -1,4 +1,6 @@
-"""Embeddings: ``forward(batch) -> (x: (B, S, D), mask: (B, S) bool | None)``."""
+"""Embeddings: ``forward(batch) -> (x: (B, S, D), mask: (B, S) bool | None)``; parts:
+``forward(batch, x, mask) -> (x, mask)``."""
+from uer.embeddings.dual import DualEmbedding
 from uer.embeddings.embedding import Embedding
 from uer.embeddings.patch import PatchEmbedding
 from uer.embeddings.position import PositionEmbedding
@@ -6,5 +8,5 @@ from uer.embeddings.segment import SegmentEmbedding
 from uer.embeddings.sinusoidal import SinusoidalPositionEmbedding
 from uer.embeddings.word import WordEmbedding
 
-__all__ = ["Embedding", "PatchEmbedding", "PositionEmbedding", "SegmentEmbedding", "SinusoidalPositionEmbedding",
-           "WordEmbedding"]
+__all__ = ["DualEmbedding", "Embedding", "PatchEmbedding", "PositionEmbedding", "SegmentEmbedding",
+           "SinusoidalPositionEmbedding", "WordEmbedding"]

@@ -14,7 +14,8 @@ def positions(batch: dict[str, torch.Tensor], field: str, x: torch.Tensor) -> to
 
 
 class PositionEmbedding(nn.Module):
-    """Adds a learned vector per position: x (B, S, D) -> x + P[offset + position] (B, S, D).
+    """Adds a learned vector per position: x (B, S, D) -> x + P[offset + position] (B, S, D); the
+    mask passes through.
 
     Args:
         max_length: rows of the table; positions beyond ``max_length - offset`` raise.
@@ -38,7 +39,8 @@ class PositionEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.empty(max_length, dim))
         nn.init.normal_(self.weight, std=0.02)
 
-    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         ids = positions(batch, self.field, x)
         # explicit ids (generation) are checked by value: one host read per step, never in training
         needed = int(ids.max()) + 1 if self.field in batch else x.shape[1]
@@ -46,4 +48,4 @@ class PositionEmbedding(nn.Module):
             raise ValueError(f"sequence length {needed} exceeds the position embedding's "
                              f"{self.weight.shape[0] - self.offset} positions (max_length "
                              f"{self.weight.shape[0]}, offset {self.offset})")
-        return x + nn.functional.embedding(ids + self.offset, self.weight)
+        return x + nn.functional.embedding(ids + self.offset, self.weight), mask

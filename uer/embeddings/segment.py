@@ -7,6 +7,7 @@ from torch import nn
 
 class SegmentEmbedding(nn.Module):
     """Adds ``E[token_type_ids]``: x (B, S, D) -> (B, S, D). Missing ``token_type_ids`` means all 0.
+    The mask passes through.
 
     Args:
         num_segments: rows of the table (2 for BERT).
@@ -18,8 +19,9 @@ class SegmentEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_segments, dim))
         nn.init.normal_(self.weight, std=0.02)
 
-    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         ids = batch.get("token_type_ids")
         if ids is None:
-            return x + self.weight[0]
-        return x + nn.functional.embedding(ids, self.weight)
+            return x + self.weight[0], mask
+        return x + nn.functional.embedding(ids, self.weight), mask

@@ -19,7 +19,7 @@ def sinusoid_table(max_length: int, dim: int) -> torch.Tensor:
 
 
 class SinusoidalPositionEmbedding(nn.Module):
-    """Adds the sinusoid of each position: x (B, S, D) -> x + table[position].
+    """Adds the sinusoid of each position: x (B, S, D) -> x + table[position]; the mask passes through.
 
     The table is a persistent buffer (``weight``, not trained), stored in checkpoints as Hugging
     Face stores PEGASUS's, so a converted table is used exactly as the source had it.
@@ -38,8 +38,9 @@ class SinusoidalPositionEmbedding(nn.Module):
         self.field = field
         self.register_buffer("weight", sinusoid_table(max_length, dim))
 
-    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.field not in batch and x.shape[1] > self.weight.shape[0]:
             raise ValueError(f"sequence length {x.shape[1]} exceeds the sinusoidal position table's "
                              f"{self.weight.shape[0]} positions (max_length)")
-        return x + nn.functional.embedding(positions(batch, self.field, x), self.weight).to(x.dtype)
+        return x + nn.functional.embedding(positions(batch, self.field, x), self.weight).to(x.dtype), mask

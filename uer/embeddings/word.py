@@ -8,7 +8,8 @@ from torch import nn
 
 
 class WordEmbedding(nn.Module):
-    """Looks up ``batch[field]`` (B, S) int64 -> (B, S, D), times sqrt(D) when ``scale``.
+    """Looks up ``batch[field]`` (B, S) int64 -> (B, S, D), times sqrt(D) when ``scale``; starts the
+    sum of an :class:`~uer.embeddings.Embedding` and passes the padding mask through.
 
     Args:
         vocab_size: V, rows of the table; must cover every id the tokenizer produces.
@@ -30,7 +31,14 @@ class WordEmbedding(nn.Module):
         nn.init.normal_(self.weight, std=init_std)
         self.tied_weights = {"weight": tie_to} if tie_to else {}
 
-    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor | None = None) -> torch.Tensor:
-        """Returns the embeddings (B, S, D); ``x`` must be None (the word embedding starts the sum)."""
+    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the embeddings (B, S, D) and ``mask`` unchanged.
+
+        Raises:
+            ValueError: ``x`` is not None (the word embedding starts the sum; it is the first part).
+        """
+        if x is not None:
+            raise ValueError("the word embedding starts the sum: list it first among the embedding parts")
         out = nn.functional.embedding(batch[self.field], self.weight)
-        return out if self.scale is None else out * self.scale
+        return (out if self.scale is None else out * self.scale), mask

@@ -25,13 +25,19 @@ class Model(nn.Module):
     Weight tying is declared by the parts, not coded per model: any submodule with a
     ``tied_weights`` dict ``{local parameter name: dotted model path}`` (e.g. an MLM head's
     ``{"decoder.weight": "embedding.word.weight"}``) gets that parameter replaced by the named one.
+    Each part owns its initialization too (see :meth:`init_weights`).
+
+    Two-tower models (CLIP, SBERT) need no branch here: a dual embedding returns
+    ``(TwoStreams, None)`` in the ``(x, mask)`` slots, the dual encoder maps it to a
+    :class:`~uer.layers.streams.TwoStreams` of hidden states and the target receives that as ``hidden``.
 
     Args:
         embedding: ``forward(batch) -> (x, mask)``.
-        encoder: ``forward(x, mask) -> hidden``.
+        encoder: ``forward(x, mask, **context) -> hidden``; context is ``cache``, ``prefix`` (prefix
+            LM) and ``position_ids`` (B, S) when the batch has them (or generation continues them).
         target: ``forward(hidden, batch) -> TargetOutput`` and ``num_items(batch)``.
         tgt_embedding, decoder: the seq2seq parts (both or neither).
-        init_std: std of the normal init of linear and embedding weights (BERT's 0.02); biases 0.
+        init_std: std of the normal init of linear and convolution weights (BERT's 0.02); biases 0.
 
     Raises:
         ValueError: only one of tgt_embedding/decoder given, or a tie names a missing parameter or
@@ -53,12 +59,15 @@ class Model(nn.Module):
         self.tie_weights()
 
     def init_weights(self, std: float) -> None:
-        """Normal(0, std) for linear/conv weights, zeros for their biases (Devlin et al. 2019)."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.normal_(module.weight, std=std)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        """Initialize every part, each by its own rule.
+
+        Submodules are visited depth-first in registration order (the order of :meth:`modules`). A
+        module that defines ``init_weights(std)`` is called with ``std`` and owns its whole subtree:
+        nothing below it is touched here. Otherwise a linear or convolution layer gets the default,
+        normal(0, std) weights and zero biases (Devlin et al. 2019); any other parameter keeps what
+        its constructor drew (the word table's ``init_std``, position tables, a [CLS] vector).
+        """
+        _initialize(self, std, set())
 
     def tie_weights(self) -> None:
         """Apply every submodule's ``tied_weights`` declaration (see the class docstring)."""
@@ -78,11 +87,14 @@ class Model(nn.Module):
 
     def encode(self, batch: dict[str, torch.Tensor], cache: KVCache | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Source side: batch -> (hidden (B, S, D), mask (B, S) bool or None). With a ``cache``
-        (causal encoders only) ``hidden`` covers the new positions and ``mask`` all positions."""
+        """Source side: batch -> (hidden (B, S, D), mask (B, S) bool or None), or
+        ``(TwoStreams, None)`` for a two-tower model. With a ``cache`` (causal encoders only)
+        ``hidden`` covers the new positions and ``mask`` all positions."""
         batch = _continue_positions(batch, "input_ids", "position_ids", cache)
         x, mask = self.embedding(batch)
         kwargs = {} if cache is None else {"cache": cache}
+        if "position_ids" in batch:  # explicit, or continued from the cache: rotary attention needs them
+            kwargs["position_ids"] = batch["position_ids"]
         if getattr(self.encoder, "mask", None) == "prefix":
             types = batch.get("token_type_ids")
             kwargs["prefix"] = None if types is None else types == 0
@@ -122,6 +134,27 @@ class Model(nn.Module):
     def num_items(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Target name -> number of predictions in the batch (see :class:`uer.targets.Targets`)."""
         return self.target.num_items(batch)
+
+
+DEFAULT_INIT = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+"""Module types :meth:`Model.init_weights` initializes with normal(0, std) and zero bias."""
+
+
+def _initialize(module: nn.Module, std: float, seen: set[int]) -> None:
+    """Initialize the children of ``module`` as :meth:`Model.init_weights` describes; ``seen``
+    holds the ids of modules already visited (a module registered twice is initialized once)."""
+    for child in module.children():
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
+        if callable(getattr(child, "init_weights", None)):
+            child.init_weights(std)
+        elif isinstance(child, DEFAULT_INIT):
+            nn.init.normal_(child.weight, std=std)
+            if child.bias is not None:
+                nn.init.zeros_(child.bias)
+        else:
+            _initialize(child, std, seen)
 
 
 def _continue_positions(batch: dict[str, torch.Tensor], ids_field: str, field: str,
