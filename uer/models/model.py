@@ -103,7 +103,8 @@ class Model(nn.Module):
     def decode(self, batch: dict[str, torch.Tensor], memory: torch.Tensor, memory_mask: torch.Tensor | None,
                cache: KVCache | None = None) -> torch.Tensor:
         """Target side of a seq2seq model: ``decoder_input_ids`` (B, T) [and ``decoder_attention_mask``]
-        with the encoder's ``memory`` (B, S, D) and ``memory_mask`` (B, S) -> (B, T, D).
+        with the encoder's ``memory`` (B, S, D) and ``memory_mask`` (B, S) -> (B, T, D). The
+        decoder gets ``decoder_position_ids`` (explicit or continued from the cache) as ``position_ids``.
 
         Raises:
             ValueError: the model has no decoder.
@@ -112,7 +113,8 @@ class Model(nn.Module):
             raise ValueError("this model has no decoder (not an encoder-decoder)")
         batch = _continue_positions(batch, "decoder_input_ids", "decoder_position_ids", cache)
         y, y_mask = self.tgt_embedding(batch)
-        return self.decoder(y, y_mask, memory, memory_mask, cache=cache)
+        kwargs = {"position_ids": batch["decoder_position_ids"]} if "decoder_position_ids" in batch else {}
+        return self.decoder(y, y_mask, memory, memory_mask, cache=cache, **kwargs)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, T, V) through the target's LM head (the first target part with ``logits``).
