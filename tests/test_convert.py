@@ -84,7 +84,7 @@ def test_hf_uer_hf_is_bit_identical_and_loads_cleanly(case, tmp_path):
 SIZES = ["model.vocab_size=99", "model.dim=36", "model.num_heads=4", "model.ffn_dim=52", "model.num_layers=3"]
 UER_CASES = {
     "BertForPreTraining": ["+model=bert_tiny", *SIZES, "model.max_seq_length=40"],
-    "BertForMaskedLM": ["+model=bert_base", "model/target=mlm", *SIZES, "model.encoder.activation=relu"],
+    "BertForMaskedLM": ["+model=bert_base", "model/target=mlm", *SIZES, "model.encoder.ffn.activation=relu"],
     "RobertaForMaskedLM": ["+model=roberta_base", *SIZES, "model.max_seq_length=40"],
     "AlbertForPreTraining": ["+model=albert_base", *SIZES, "model.emb_dim=20"],
     "AlbertForMaskedLM": ["+model=albert_base", "model/target=mlm", *SIZES, "model.emb_dim=20"],

@@ -73,16 +73,16 @@ def test_t5_variants_map_to_the_right_heads(tmp_path):
         save_hf(name, tmp_path / name)
         convert(tmp_path / name, tmp_path / f"{name}_uer")
         cfg = load_config(tmp_path / f"{name}_uer").model
-        assert cfg.target.lm.scale_input == tied and cfg.encoder.gated_ffn == gated
+        assert cfg.target.lm.scale_input == tied and cfg.encoder.ffn.gated == gated
         assert (cfg.target.lm.tie_decoder_to is not None) == tied
-        assert cfg.encoder.relative_position_buckets == 8 and cfg.encoder.head_dim is None
+        assert cfg.encoder.relative_position_buckets == 8 and cfg.encoder.attention.head_dim is None
 
 
 SIZES = ["model.vocab_size=99", "model.dim=36", "model.num_heads=4", "model.ffn_dim=52", "model.num_layers=3",
          "model.num_decoder_layers=2"]
 UER_CASES = {
     "t5": (["+model=t5_tiny", *SIZES], "t5"),
-    "t5_v1_1": (["+model=t5_v1_1_small", *SIZES, "model.encoder.head_dim=7"], "t5"),
+    "t5_v1_1": (["+model=t5_v1_1_small", *SIZES, "model.encoder.attention.head_dim=7"], "t5"),
     "bart": (["+model=bart_tiny", *SIZES, "model.max_seq_length=42"], "bart"),
     "pegasus": (["+model=pegasus_base", *SIZES, "model.max_seq_length=40"], "pegasus"),
 }

@@ -111,7 +111,7 @@ def test_t5_buckets_and_sinusoids_match_the_references():
 def test_declared_sharing_and_shapes():
     t5 = tiny("t5_tiny")
     assert t5.tgt_embedding.word.weight is t5.embedding.word.weight is t5.target.lm.decoder.weight
-    v11 = tiny("t5_v1_1_small", "model.dim=48", "model.num_layers=1", "model.ffn_dim=32", "model.encoder.head_dim=16")
+    v11 = tiny("t5_v1_1_small", "model.dim=48", "model.num_layers=1", "model.ffn_dim=32", "model.encoder.attention.head_dim=16")
     assert v11.target.lm.decoder.weight is not v11.embedding.word.weight
     assert v11.encoder.layers[0].attention.qkv.weight.shape == (3 * 6 * 16, 48)
     assert v11.decoder.layers[0].cross_attention.kv.weight.shape == (2 * 6 * 16, 48)

@@ -29,9 +29,9 @@ ENCODER_KEYS = (
     ConfigKey("num_hidden_layers", "num_layers"),
     ConfigKey("num_attention_heads", "num_heads"),
     ConfigKey("intermediate_size", "ffn_dim"),
-    ConfigKey("hidden_act", "encoder.activation", activation),
+    ConfigKey("hidden_act", "encoder.ffn.activation", activation),
     ConfigKey("hidden_dropout_prob", "dropout"),
-    ConfigKey("attention_probs_dropout_prob", "encoder.attention_dropout"),
+    ConfigKey("attention_probs_dropout_prob", "encoder.attention.dropout"),
 )
 """Encoder sizes and options as BERT-style configs (BERT, RoBERTa, ALBERT, ViT) name them."""
 

@@ -27,7 +27,7 @@ def head_dim(value, config):
 
 def feed_forward_proj(_value, model_cfg) -> str:
     """uer activation + gating -> T5's ``feed_forward_proj`` (``gated-gelu`` is T5's name for gated tanh-GELU)."""
-    act, gated = model_cfg.encoder.activation, model_cfg.encoder.gated_ffn
+    act, gated = model_cfg.encoder.ffn.activation, model_cfg.encoder.ffn.gated
     if gated:
         return "gated-gelu" if act == "gelu_new" else f"gated-{act}"
     return act
@@ -56,7 +56,7 @@ def head(tied: bool, gated: bool) -> Head:
     return Head(
         "T5ForConditionalGeneration", "AutoModelForSeq2SeqLM",
         overrides=(f"model.target.lm.tie_decoder_to={'embedding.word.weight' if tied else 'null'}",
-                   f"model.encoder.gated_ffn={str(gated).lower()}"),
+                   f"model.encoder.ffn.gated={str(gated).lower()}"),
         rules=(*ffn(f"{ENC}.1.DenseReluDense", "encoder.layers.{i}.ffn", gated),
                *ffn(f"{DEC}.2.DenseReluDense", "decoder.layers.{j}.ffn", gated),
                *(() if tied else (weight("lm_head", "target.lm.decoder"),))),
@@ -70,7 +70,7 @@ FAMILY = Family(
     config=(
         ConfigKey("vocab_size", "vocab_size"),
         ConfigKey("d_model", "dim"),
-        ConfigKey("d_kv", "encoder.head_dim", head_dim, lambda v, m: m.dim // m.num_heads if v is None else v),
+        ConfigKey("d_kv", "encoder.attention.head_dim", head_dim, lambda v, m: m.dim // m.num_heads if v is None else v),
         ConfigKey("d_ff", "ffn_dim"),
         ConfigKey("num_layers", "num_layers"),
         ConfigKey("num_decoder_layers", "num_decoder_layers"),
@@ -79,7 +79,7 @@ FAMILY = Family(
         ConfigKey("relative_attention_max_distance", "encoder.relative_position_max_distance"),
         ConfigKey("dropout_rate", "dropout"),
         ConfigKey("layer_norm_epsilon", "norm_eps"),
-        ConfigKey("feed_forward_proj", "encoder.activation", lambda _v, c: activation(c.dense_act_fn, c),
+        ConfigKey("feed_forward_proj", "encoder.ffn.activation", lambda _v, c: activation(c.dense_act_fn, c),
                   feed_forward_proj),
         ConfigKey("tie_word_embeddings", "target.lm.scale_input",
                   lambda _v, c: bool(getattr(c, "scale_decoder_outputs", True))),

@@ -3,6 +3,8 @@
 mask forms SDPA expects (fully visible, causal, prefix; with or without a key/value cache)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -93,64 +95,95 @@ class MultiHeadAttention(nn.Module):
     projection ``q`` and a fused key/value projection ``kv`` applied to the memory.
 
     Shapes: x (B, T, D) [, memory (B, S, D)] -> (B, T, D). ``qkv`` holds the query, key and value
-    weights stacked as rows [q; k; v] of a (3·H·Dh, D) matrix; ``kv`` the rows [k; v].
+    weights stacked as rows [q; k; v] of a ((H + 2·Hkv)·Dh, D) matrix; ``kv`` the rows [k; v]
+    (2·Hkv·Dh, D). With ``num_kv_heads`` Hkv < H, grouped-query attention (Ainslie et al. 2023):
+    query heads h·H/Hkv .. (h+1)·H/Hkv - 1 share key/value head h (Hkv = 1: multi-query attention,
+    Shazeer 2019); the cache keeps the Hkv heads.
 
     Args:
         dim: model width D.
         num_heads: H.
+        num_kv_heads: Hkv, a divisor of H (None = H: standard multi-head attention).
+        head_dim: Dh (None = D / H; T5 v1.1 has H·Dh != D).
         dropout: attention-probability dropout (active in training only).
         bias: biases on the projections.
-        head_dim: Dh (default D / H; T5 v1.1 has H·Dh != D).
-        scale: factor on q·k (default Dh^-0.5; T5 uses 1.0, its init absorbs the scaling).
+        scale: factor on q·k (None = Dh^-0.5; T5 uses 1.0, its init absorbs the scaling).
+        rotary: a factory ``rotary(Dh) -> module`` of a positional scheme applied to q and k of
+            self-attention, ``module(q, k, position_ids) -> (q, k)`` (e.g. :class:`uer.layers.rotary.RotaryEmbedding`);
+            None = no such scheme. Cross-attention ignores it.
         cross: cross-attention to a memory instead of self-attention.
 
     Raises:
-        ValueError: ``head_dim`` not given and ``dim`` not divisible by ``num_heads``.
+        ValueError: ``head_dim`` not given and ``dim`` not divisible by ``num_heads``, or
+            ``num_heads`` not divisible by ``num_kv_heads``.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 head_dim: int | None = None, scale: float | None = None, cross: bool = False):
+    def __init__(self, *, dim: int, num_heads: int, num_kv_heads: int | None = None, head_dim: int | None = None,
+                 dropout: float = 0.0, bias: bool = True, scale: float | None = None,
+                 rotary: Callable[[int], nn.Module] | None = None, cross: bool = False):
         super().__init__()
         if head_dim is None:
             if dim % num_heads:
                 raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
             head_dim = dim // num_heads
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_kv_heads < 1 or num_heads % num_kv_heads:
+            raise ValueError(f"num_heads {num_heads} is not divisible by num_kv_heads {num_kv_heads}")
         self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
         self.dropout = dropout
         self.scale = scale
         self.cross = cross
-        inner = num_heads * head_dim
+        inner, kv_inner = num_heads * head_dim, num_kv_heads * head_dim
         if cross:
             self.q = nn.Linear(dim, inner, bias=bias)
-            self.kv = nn.Linear(dim, 2 * inner, bias=bias)
+            self.kv = nn.Linear(dim, 2 * kv_inner, bias=bias)
         else:
-            self.qkv = nn.Linear(dim, 3 * inner, bias=bias)
+            self.qkv = nn.Linear(dim, inner + 2 * kv_inner, bias=bias)
         self.out = nn.Linear(inner, dim, bias=bias)
+        self.rotary = rotary(head_dim) if rotary is not None and not cross else None
 
-    def _heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
-        """(B, T, parts·H·Dh) -> (parts, B, H, T, Dh)."""
+    def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
+        """(B, T, heads·Dh) -> (B, heads, T, Dh)."""
         b, t, _ = x.shape
-        return x.view(b, t, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return x.view(b, t, heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
-                memory: torch.Tensor | None = None, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+    def _kv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, 2·Hkv·Dh) rows [k; v] -> k, v each (B, Hkv, S, Dh)."""
+        k, v = x.split(self.num_kv_heads * self.head_dim, dim=-1)
+        return self._heads(k, self.num_kv_heads), self._heads(v, self.num_kv_heads)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False, *,
+                memory: torch.Tensor | None = None, cache: KVCache | None = None, index: int = 0,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, D); ``attn_mask``/``is_causal`` from :func:`attention_mask` (a float mask is
         added to the scores: a position bias); ``memory`` (B, S, D) for cross-attention. With a
         ``cache``, self-attention appends this step's keys/values to layer ``index``'s and attends to
-        all of them; cross-attention computes the memory's keys/values once and reuses them."""
+        all of them; cross-attention computes the memory's keys/values once and reuses them.
+        ``position_ids`` (B, T) or (1, T) int64 number the queries for ``rotary`` (None = past ..
+        past + T - 1, past = the positions already in layer ``index``'s cache)."""
         b, t, _ = x.shape
         if self.cross:
-            (q,) = self._heads(self.q(x), 1)
+            q = self._heads(self.q(x), self.num_heads)
             kv = cache.cross(index) if cache is not None else None
             if kv is None:
-                kv = tuple(self._heads(self.kv(memory), 2))
+                kv = self._kv_heads(self.kv(memory))
                 if cache is not None:
                     cache.set_cross(index, *kv)
             k, v = kv
         else:
-            q, k, v = self._heads(self.qkv(x), 3)
+            q, kv = self.qkv(x).split((self.num_heads * self.head_dim, 2 * self.num_kv_heads * self.head_dim), -1)
+            q, (k, v) = self._heads(q, self.num_heads), self._kv_heads(kv)
+            if self.rotary is not None:
+                if position_ids is None:
+                    past = cache.past(index) if cache is not None else 0
+                    position_ids = torch.arange(past, past + t, device=x.device)[None]
+                q, k = self.rotary(q, k, position_ids)
             if cache is not None:
                 k, v = cache.update(index, k, v)
+        if self.num_kv_heads != self.num_heads:
+            groups = self.num_heads // self.num_kv_heads
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         h = attend(q, k, v, attn_mask, is_causal, self.dropout if self.training else 0.0, self.scale)
         return self.out(h.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))

@@ -43,10 +43,13 @@ class FeedForward(nn.Module):
             applies its dropout rate there too).
         bias: whether the linear maps have biases.
         gated: use a gated linear unit (GEGLU / SwiGLU by ``activation``).
+
+    Raises:
+        ValueError: unknown ``activation``, or a dropout probability outside [0, 1].
     """
 
-    def __init__(self, dim: int, ffn_dim: int, activation: str = "gelu", dropout: float = 0.0,
-                 bias: bool = True, gated: bool = False, activation_dropout: float = 0.0):
+    def __init__(self, *, dim: int, ffn_dim: int, activation: str = "gelu", gated: bool = False,
+                 dropout: float = 0.0, activation_dropout: float = 0.0, bias: bool = True):
         super().__init__()
         self.act = get_activation(activation)
         self.up = nn.Linear(dim, ffn_dim, bias=bias)

@@ -7,9 +7,9 @@ import torch
 class KVCache:
     """Per-layer attention keys and values kept between decoding steps.
 
-    ``self_kv[i]``: layer i's self-attention (k, v), each (B, H, T, Dh), growing by the new positions
+    ``self_kv[i]``: layer i's self-attention (k, v), each (B, Hkv, T, Dh), growing by the new positions
     at every step; ``cross_kv[i]``: layer i's cross-attention (k, v) of the encoder memory, each
-    (B, H, S, Dh), computed at the first step and reused. Attention layers fill it (see
+    (B, Hkv, S, Dh), computed at the first step and reused. Attention layers fill it (see
     :class:`uer.layers.attention.MultiHeadAttention`); a stack reads :attr:`length` before its
     first layer to number the new positions. Create an empty one per generation call.
     """
@@ -21,7 +21,12 @@ class KVCache:
     @property
     def length(self) -> int:
         """Number of cached positions (0 when empty)."""
-        return self.self_kv[0][0].shape[2] if self.self_kv and self.self_kv[0] is not None else 0
+        return self.past(0)
+
+    def past(self, index: int) -> int:
+        """Number of positions in layer ``index``'s self-attention cache (0 before its first step)."""
+        kv = self.self_kv[index] if index < len(self.self_kv) else None
+        return 0 if kv is None else kv[0].shape[2]
 
     @staticmethod
     def _slot(store: list, index: int) -> None:
@@ -29,7 +34,7 @@ class KVCache:
             store.append(None)
 
     def update(self, index: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append the new positions' k, v (B, H, T_new, Dh) to layer ``index``; return all (B, H, T, Dh)."""
+        """Append the new positions' k, v (B, Hkv, T_new, Dh) to layer ``index``; return all (B, Hkv, T, Dh)."""
         self._slot(self.self_kv, index)
         if self.self_kv[index] is not None:
             past_k, past_v = self.self_kv[index]
@@ -42,7 +47,7 @@ class KVCache:
         return self.cross_kv[index] if index < len(self.cross_kv) else None
 
     def set_cross(self, index: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store layer ``index``'s memory keys/values (B, H, S, Dh)."""
+        """Store layer ``index``'s memory keys/values (B, Hkv, S, Dh)."""
         self._slot(self.cross_kv, index)
         self.cross_kv[index] = (k, v)
 

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from uer.errors import UerError
+from uer.models.legacy import upgrade_model_config
 from uer.models.model import Model
 
 PARTS = ("embedding", "encoder", "target", "tgt_embedding", "decoder")
@@ -66,6 +67,7 @@ def build_model(cfg: DictConfig, allowed: Iterable[str] = DEFAULT_ALLOWED) -> Mo
         UerError: a required part is missing, a ``_target_`` is not allowed, an interpolated size is
             missing (e.g. ``vocab_size`` not yet known), or a part rejects its arguments.
     """
+    cfg = upgrade_model_config(cfg)  # flat encoder keys of older checkpoints
     check_targets(cfg, allowed)
     for part in ("embedding", "encoder", "target"):
         if cfg.get(part) is None:
