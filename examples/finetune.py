@@ -1,8 +1,8 @@
 """What the fine-tuning recipes share: composing a recipe's config, building the task model from a
 uer or Hugging Face checkpoint (or a preset, from random initialization), and running
-the library's one :class:`~uer.train.trainer.Trainer` with a task evaluator, the best
-checkpoint kept and early stopping. Each task (``classification/``, ``tagging/``, ``qa/``) adds
-only its data format, its features and its metrics."""
+the library's one :class:`~uer.train.trainer.Trainer`, assembled as pretraining's is, with a task
+evaluator and callbacks (best checkpoint, early stopping, encoder freezing). Each task
+(``classification/``, ``tagging/``, ``qa/``) adds only its data format, its features and its metrics."""
 from __future__ import annotations
 
 import importlib.resources
