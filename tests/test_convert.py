@@ -215,14 +215,14 @@ def test_command_line_converts_both_ways(tmp_path):
 
 
 def test_init_from_accepts_both_kinds_of_directory(tmp_path):
-    from uer.convert import as_uer_checkpoint
+    from uer.convert import load_pretrained  # what trainer.init_from reads with
 
     save_hf(next(c for c in CASES if c.architecture == "BertForMaskedLM"), tmp_path / "hf")
-    converted = as_uer_checkpoint(tmp_path / "hf")
-    assert load_config(converted).convert.architecture == "BertForMaskedLM"
-    assert as_uer_checkpoint(converted) == converted
+    assert load_pretrained(tmp_path / "hf").config.convert.architecture == "BertForMaskedLM"
+    convert(tmp_path / "hf", tmp_path / "uer")
+    assert load_pretrained(tmp_path / "uer").config.convert.architecture == "BertForMaskedLM"
     with pytest.raises(UerError, match="neither a uer checkpoint"):
-        as_uer_checkpoint(tmp_path)
+        load_pretrained(tmp_path)
 
 
 def test_weights_decide_the_head_when_config_json_misnames_it(tmp_path):

@@ -1,5 +1,6 @@
 """``convert(src, dst)``: a Hugging Face model directory <-> a uer checkpoint (DESIGN §6), the
-direction detected from ``src``; and :func:`as_uer_checkpoint` for ``trainer.init_from``.
+direction detected from ``src``; :func:`read_hf` imports a Hugging Face model in memory (what
+:func:`uer.convert.load_pretrained` does on the fly).
 
 What a uer checkpoint made by import holds: ``model.safetensors``; ``config.yaml`` whose ``model:``
 section is exactly what ``uer-pretrain +model=<preset> <sizes ...>`` builds, plus a ``convert:``
@@ -12,14 +13,12 @@ uer -> HF -> uer are bit-identical (for encoder-only architectures, less the hea
 """
 from __future__ import annotations
 
-import atexit
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
 
 from uer.config import resolve
 from uer.convert import engine
@@ -27,7 +26,11 @@ from uer.convert.configs import carried, export_head, hf_config_for, read_hf_con
 from uer.convert.families import FAMILIES
 from uer.convert.files import copy_passed_through, kind_of, read_hf_tokenizer, read_hf_weights, set_input_names, staged
 from uer.convert.spec import Family
+from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
+from uer.models.build import build_model
+from uer.models.model import Model
+from uer.models.pretrained import WEIGHTS, load_model, save_pretrained
 
 log = logging.getLogger("uer")
 TASK_TARGETS = ("uer.targets.seq_cls.SeqClsTarget", "uer.targets.token_cls.TokenClsTarget")
@@ -66,15 +69,17 @@ def convert(src: str | Path, dst: str | Path, architecture: str | None = None) -
     return uer_to_hf(src, dst, architecture)
 
 
-def hf_to_uer(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
-    """Write the uer checkpoint of the Hugging Face model in ``src`` to ``dst``.
+def read_hf(src: str | Path, architecture: str | None = None) -> tuple[Model, DictConfig, Tokenizer | None]:
+    """The Hugging Face model in ``src`` as uer objects, in memory: ``(model, checkpoint config,
+    tokenizer or None)``. The model keeps the source's dtype (when it has one floating dtype); the
+    config holds ``model:`` and the ``convert:`` record (see the module docstring).
 
     Raises:
         UerError: unsupported model type or architecture, a config feature uer does not model,
             missing/corrupt weights, weights that do not match the architecture or contradict the
-            config's sizes, an unreadable tokenizer, or an existing ``dst``.
+            config's sizes, or an unreadable tokenizer.
     """
-    src, dst = Path(src), Path(dst)
+    src = Path(src)
     config, raw = read_hf_config(src)
     family = FAMILIES[raw["model_type"]]
     tensors = read_hf_weights(src)
@@ -92,16 +97,24 @@ def hf_to_uer(src: str | Path, dst: str | Path, architecture: str | None = None)
     tokenizer = read_hf_tokenizer(src)
     record = {"source": str(src.resolve()), "architecture": head.architecture, "initialized": fresh,
               "unused": unused, "hf_config": carried(family, raw)}
-    checkpoint_cfg = OmegaConf.create({"model": OmegaConf.to_container(model_cfg), "convert": record})
-    from uer.train.checkpoint import save_checkpoint
-
-    with staged(dst) as out:
-        save_checkpoint(out, model, checkpoint_cfg, tokenizer, None)
-        copy_passed_through(src, out)
     notes = [f"not in the source, initialized: {engine.listing(fresh)}"] if fresh else []
     notes += [f"not used by {head.architecture}, left out: {engine.listing(unused)}"] if unused else []
-    log.info("%s (%s) -> uer checkpoint %s%s", src, head.architecture, dst, "".join(f"; {n}" for n in notes))
-    return dst
+    log.info("read %s as %s%s", src, head.architecture, "".join(f"; {n}" for n in notes))
+    return model.eval(), OmegaConf.create({"model": OmegaConf.to_container(model_cfg), "convert": record}), tokenizer
+
+
+def hf_to_uer(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
+    """Write the uer checkpoint of the Hugging Face model in ``src`` (:func:`read_hf`) to ``dst``.
+
+    Raises:
+        UerError: bad input (see :func:`read_hf`) or an existing ``dst``.
+    """
+    model, checkpoint_cfg, tokenizer = read_hf(src, architecture)
+    with staged(Path(dst)) as out:
+        save_pretrained(out, model, checkpoint_cfg, tokenizer)
+        copy_passed_through(Path(src), out)
+    log.info("%s -> uer checkpoint %s", src, dst)
+    return Path(dst)
 
 
 def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
@@ -113,16 +126,9 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
         UerError: a model no supported architecture can express exactly (the message says what
             differs), missing or corrupt weights, or an existing ``dst``.
     """
-    from uer.data.tokenizer import Tokenizer
-    from uer.models.build import build_model, check_targets
-    from uer.train.checkpoint import load_config, load_weights
-
     src, dst = Path(src), Path(dst)
-    cfg = load_config(src)
-    if cfg.get("model") is None:
-        raise UerError(f"{src / 'config.yaml'}: no model section")
+    model, cfg = load_model(src, dtype=None)  # checks every _target_ before anything else reads the config
     model_cfg = resolve(cfg.model)
-    check_targets(model_cfg, where=f"{src / 'config.yaml'}: model")  # before anything reads the config
     record = OmegaConf.to_container(cfg.convert, resolve=False) if cfg.get("convert") else {}
     extras = record.get("hf_config") or {}
     num_labels = _num_labels(model_cfg)
@@ -132,23 +138,17 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
             extras = {**extras, "id2label": names, "label2id": {n: i for i, n in names.items()}}
         model_cfg = _with_num_labels(model_cfg, HF_DEFAULT_LABELS)
     family, head = export_head(model_cfg, architecture, record.get("architecture"))
-    model = build_model(model_cfg if num_labels is None else _with_num_labels(model_cfg, num_labels))
-    weights = src / "model.safetensors"
-    model.to(_stored_dtype(weights))
-    load_weights(model, weights)
     tensors, dropped = engine.to_hf(family, head, model, engine.num_layers(model_cfg))
     tokenizer = Tokenizer.load(src) if (src / "tokenizer.json").is_file() else None
     dtype = next(t.dtype for t in tensors.values() if t.is_floating_point())
     config = hf_config_for(family, head, model_cfg, extras, tokenizer, dtype)
-    from safetensors.torch import save_file
-
     with staged(dst) as out:
         config.save_pretrained(out)
-        save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+        save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(out, model_max_length=family.max_positions(model_cfg))
             set_input_names(out, family.input_names)
-        if family.generation:
+        if family.generation:  # transformers is imported only when converting (uer.convert loads with training)
             from transformers import GenerationConfig
 
             GenerationConfig.from_model_config(config).save_pretrained(out)
@@ -157,21 +157,6 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
     log.info("uer checkpoint %s -> %s %s (load it with transformers.%s)%s", src, head.architecture, dst,
              head.auto_class, left_out)
     return dst
-
-
-def as_uer_checkpoint(path: str | Path) -> Path:
-    """``trainer.init_from`` as a uer checkpoint: ``path`` itself if it is one, else the conversion
-    of the Hugging Face model there into a temporary checkpoint (removed when the process exits).
-
-    Raises:
-        UerError: ``path`` is neither, or the conversion fails.
-    """
-    path = Path(path)
-    if kind_of(path) == "uer":
-        return path
-    work = Path(tempfile.mkdtemp(prefix="uer-init-"))
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
-    return hf_to_uer(path, work / "checkpoint")
 
 
 def _read_as(family: Family, config, tensors: dict, declared: str, others: bool, where: str):
@@ -211,23 +196,6 @@ def _declared(raw: dict, src: Path) -> str:
 def _seeded_model(model_cfg):
     """The uer model of ``model_cfg``, initialized from seed 0 without touching the global RNG (the
     parameters a source lacks keep these values, so a conversion is deterministic)."""
-    from uer.models.build import build_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return build_model(model_cfg)
-
-
-def _stored_dtype(path: Path) -> torch.dtype:
-    """The floating dtype of a uer weights file (float32 if it is missing, corrupt or mixed:
-    loading it then reports the problem)."""
-    from safetensors import safe_open
-
-    names = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-    try:
-        with safe_open(str(path), "pt") as f:
-            found = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - not a dict
-    except Exception:  # noqa: BLE001 - load_weights gives the one-line error
-        return torch.float32
-    floats = {names[d] for d in found if d in names}
-    return floats.pop() if len(floats) == 1 else torch.float32

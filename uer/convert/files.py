@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -76,8 +77,6 @@ def read_hf_tokenizer(src: Path):
     Raises:
         UerError: a tokenizer file that cannot be read.
     """
-    from uer.data.tokenizer import Tokenizer
-
     src = Path(src)
     if (src / "tokenizer.json").is_file():
         return Tokenizer.load(src)

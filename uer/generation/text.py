@@ -9,13 +9,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from uer.convert import load_pretrained
+from uer.data.seq2seq import role_id
 from uer.errors import UerError
 from uer.generation.generate import generate, is_encoder_decoder
 
 
 def load_generator(path: str | Path, allowed_targets: Iterable[str] = ()) -> tuple[nn.Module, object, int | None]:
     """The model (eval mode, strictly loaded), tokenizer and decoder start id of a uer checkpoint, or
-    of a Hugging Face model directory (converted first).
+    of a Hugging Face model directory (converted on the fly): :func:`uer.convert.load_pretrained`.
 
     The decoder start id (encoder-decoders only, else None) is the Hugging Face config's
     ``decoder_start_token_id`` for a converted model, else the id of the ``data.decoder_start`` role
@@ -29,32 +31,20 @@ def load_generator(path: str | Path, allowed_targets: Iterable[str] = ()) -> tup
             allowed prefixes, weights that do not fit, a model that cannot generate, or an
             encoder-decoder whose checkpoint does not say how the decoder starts.
     """
-    from uer.config import resolve
-    from uer.convert import as_uer_checkpoint
-    from uer.data.seq2seq import role_id
-    from uer.data.tokenizer import Tokenizer
-    from uer.models.build import DEFAULT_ALLOWED, build_model
-    from uer.train.checkpoint import load_config, load_weights
-
-    directory = as_uer_checkpoint(path)
-    cfg = load_config(directory)
-    if cfg.get("model") is None:
-        raise UerError(f"{directory / 'config.yaml'}: no model section")
-    if not (directory / "tokenizer.json").is_file():
-        raise UerError(f"{directory}: the checkpoint has no tokenizer.json")
-    model = build_model(resolve(cfg.model), DEFAULT_ALLOWED + tuple(allowed_targets))
-    load_weights(model, directory / "model.safetensors")
-    tokenizer = Tokenizer.load(directory)
+    path = Path(path)
+    model, cfg, tokenizer = load_pretrained(path, allowed_targets)
+    if tokenizer is None:
+        raise UerError(f"{path}: the checkpoint has no tokenizer.json")
     start = None
     if is_encoder_decoder(model):
         start = OmegaConf.select(cfg, "convert.hf_config.decoder_start_token_id")
         role = OmegaConf.select(cfg, "data.decoder_start")
         if start is None and role is not None:
-            start = role_id(target_side(tokenizer), role, f"{directory / 'config.yaml'}: data.decoder_start")
+            start = role_id(target_side(tokenizer), role, f"{path / 'config.yaml'}: data.decoder_start")
         if start is None:
-            raise UerError(f"{directory / 'config.yaml'}: neither data.decoder_start nor "
+            raise UerError(f"{path / 'config.yaml'}: neither data.decoder_start nor "
                            "convert.hf_config.decoder_start_token_id says how the decoder starts")
-    return model.eval(), tokenizer, start
+    return model, tokenizer, start
 
 
 def target_side(tokenizer):

@@ -9,6 +9,10 @@ Layout of ``<output_dir>/checkpoints/step_<N>/``::
                              plain containers only, loaded with weights_only=True) and trainer.json;
                              rng_<rank>.pt per further process; under FSDP2 dcp/ holds the model and
                              optimizer shards (torch.distributed.checkpoint) instead of optimizer.pt
+
+This module adds the training state to the model files of :mod:`uer.models.pretrained` (weights,
+config, tokenizer, the atomic rename); its ``load_config`` and ``load_weights`` are re-exported here
+for the training code that resumes.
 """
 from __future__ import annotations
 
@@ -21,56 +25,20 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from safetensors import SafetensorError
-from safetensors.torch import _remove_duplicate_names, load_model, save_file
+from omegaconf import DictConfig
 from torch import nn
 
 from uer.errors import UerError
+from uer.models.pretrained import load_config, load_weights, publish, save_pretrained
 from uer.train import distributed
+
+__all__ = ["list_checkpoints", "load_config", "load_sharded", "load_state", "load_weights", "prune_checkpoints",
+           "rng_file", "save_checkpoint"]
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 SAVE_DELAY_ENV = "UER_TEST_SAVE_DELAY"
 """Seconds to pause inside a checkpoint write, after the files are in the temp dir and before the
 rename that completes it: the point where the crash-safety tests kill a run."""
-
-
-def save_weights(model: nn.Module, path: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-    """Write ``model``'s parameters and buffers (or ``state_dict``, the same names as full tensors,
-    e.g. gathered from FSDP2 shards) to a safetensors file, tied tensors once under the name
-    ``safetensors.torch.save_model`` keeps, so :func:`load_weights` reads either."""
-    if state_dict is None:
-        state_dict = model.state_dict()
-    else:  # let tied entries share storage again, as in model.state_dict()
-        first: dict[int, str] = {}
-        for name, param in model.named_parameters(remove_duplicate=False):
-            state_dict[name] = state_dict[first.setdefault(id(param), name)]
-    metadata = {}
-    for kept, removed in _remove_duplicate_names(state_dict).items():
-        for name in removed:
-            metadata[name] = kept
-            del state_dict[name]
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path), metadata=metadata or None)
-
-
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a safetensors file into ``model`` strictly.
-
-    Raises:
-        UerError: the file is missing, corrupt or truncated, or its keys/shapes differ from the model's
-            (the message lists what is missing and what is unexpected).
-    """
-    if not Path(path).is_file():
-        raise UerError(f"{path}: no such weights file")
-    try:
-        missing, unexpected = load_model(model, str(path), strict=False)
-    except (SafetensorError, OSError) as e:
-        raise UerError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
-    except RuntimeError as e:
-        raise UerError(f"{path}: weights do not fit the model ({str(e).splitlines()[-1].strip()})") from None
-    if missing or unexpected:
-        raise UerError(f"{path}: weights do not match the model; missing {sorted(missing)[:5]}, "
-                       f"unexpected {sorted(unexpected)[:5]}")
 
 
 def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, tokenizer, state: dict | None,
@@ -99,7 +67,7 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
         (tmp / "state").mkdir(parents=True)
     distributed.barrier()
     full = None
-    if distributed.is_sharded(model):
+    if distributed.is_sharded(model):  # FSDP2 only: torch.distributed.checkpoint costs seconds to import
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 
@@ -108,10 +76,7 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
             model_sd, optim_sd = get_state_dict(model, optimizer)
             dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "state" / "dcp"))
     if main:
-        save_weights(model, tmp / "model.safetensors", full)
-        OmegaConf.save(config, tmp / "config.yaml", resolve=True)
-        if tokenizer is not None:
-            tokenizer.save(tmp)
+        save_pretrained(tmp, model, config, tokenizer, full)
         if state is not None:
             keys = ("scheduler",) if full is not None else ("optimizer", "scheduler")
             for key in keys:
@@ -123,15 +88,7 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
         time.sleep(float(os.environ[SAVE_DELAY_ENV]))
     distributed.barrier()
     if main:
-        _sync_tree(tmp)
-        if directory.exists():
-            old = directory.parent / f".old-{directory.name}"
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, directory)
-        _sync_tree(directory.parent, recursive=False)
+        publish(tmp, directory)
     distributed.barrier()
     return directory
 
@@ -139,18 +96,6 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
 def rng_file(rank: int) -> str:
     """Name of rank ``rank``'s RNG state file in ``state/`` (``rng.pt`` for rank 0)."""
     return "rng.pt" if rank == 0 else f"rng_{rank}.pt"
-
-
-def _sync_tree(root: Path, recursive: bool = True) -> None:
-    """fsync the files under ``root`` and the directories themselves, so a rename that follows
-    publishes data already on disk (a power loss cannot leave a renamed but empty checkpoint)."""
-    paths = sorted(root.rglob("*")) if recursive else []
-    for path in [*paths, root]:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -197,25 +142,10 @@ def load_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optim
     """Load the model and optimizer shards of ``directory/state/dcp`` (written by
     :func:`save_checkpoint` under FSDP2) into ``model`` and ``optimizer``, resharded to the current
     processes (any number; also one plain process)."""
-    import torch.distributed.checkpoint as dcp
+    import torch.distributed.checkpoint as dcp  # FSDP2 only, and seconds to import: loaded when used
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optimizer": optim_sd}
     dcp.load(state, checkpoint_id=str(Path(directory) / "state" / "dcp"))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
-
-
-def load_config(directory: Path) -> DictConfig:
-    """The ``config.yaml`` of a checkpoint.
-
-    Raises:
-        UerError: missing or unreadable.
-    """
-    path = Path(directory) / "config.yaml"
-    if not path.is_file():
-        raise UerError(f"{directory}: not a uer checkpoint (no config.yaml)")
-    try:
-        return OmegaConf.load(path)
-    except Exception as e:
-        raise UerError(f"{path}: unreadable config ({str(e).splitlines()[0]})") from None

@@ -1,0 +1,68 @@
+"""The one loader (DESIGN §6): any model directory, a uer checkpoint or a Hugging Face model
+(converted on the fly, in memory), as ``(model, config, tokenizer)``. ``trainer.init_from``, the
+fine-tuning recipes, ``uer-convert``, ``uer-generate``, ``uer-soup`` and ``examples/infer.py`` all
+read checkpoints through :func:`load_pretrained`.
+
+It lives in ``uer.convert`` because that is the lowest package allowed to import all it needs: the
+model (``uer.models``: build, weights, config), the tokenizer (``uer.data``, above models) and the
+Hugging Face import (this package). ``uer.generation``, ``uer.train``, the commands and the
+examples sit above it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from omegaconf import DictConfig
+
+from uer.convert.api import read_hf
+from uer.convert.files import kind_of
+from uer.data.tokenizer import Tokenizer
+from uer.models.build import DEFAULT_ALLOWED
+from uer.models.model import Model
+from uer.models.pretrained import load_model
+
+
+class Pretrained(NamedTuple):
+    """What :func:`load_pretrained` returns."""
+
+    model: Model
+    """In eval mode, weights loaded strictly."""
+    config: DictConfig
+    """The checkpoint's whole config (``model:``, and what else the run recorded: ``data:``,
+    ``task:``, ``convert:`` ...); for a Hugging Face directory ``model:`` and the ``convert:``
+    record of :func:`uer.convert.api.read_hf`."""
+    tokenizer: Tokenizer | None
+    """None when the directory has no tokenizer."""
+
+
+def load_pretrained(path: str | Path, allowed_targets: Iterable[str] = (),
+                    dtype: torch.dtype | None = torch.float32) -> Pretrained:
+    """Load the model directory ``path``: a uer checkpoint (``config.yaml``) or a Hugging Face
+    model (``config.json``), detected by :func:`uer.convert.files.kind_of`.
+
+    A uer checkpoint's model config is instantiated only if every ``_target_`` names a class under
+    ``uer.`` or one of ``allowed_targets`` (``trainer.allowed_targets``; checked before anything is
+    built). A Hugging Face model is converted by its family's spec into a config uer composes itself,
+    so nothing in its files names code. Loading never changes the global RNG.
+
+    Args:
+        allowed_targets: ``_target_`` prefixes trusted besides ``uer.``.
+        dtype: the parameters' dtype; None keeps the stored one (what an exact conversion needs).
+
+    Raises:
+        UerError: ``path`` is neither kind of directory, or is a bad one (see
+            :func:`uer.models.pretrained.load_model`, :func:`uer.convert.api.read_hf`); one line that
+            names the file and the problem.
+    """
+    path = Path(path)
+    if kind_of(path) == "hf":
+        model, config, tokenizer = read_hf(path)
+        if dtype is not None:
+            model.to(dtype)
+        return Pretrained(model, config, tokenizer)
+    model, config = load_model(path, DEFAULT_ALLOWED + tuple(allowed_targets), dtype)
+    tokenizer = Tokenizer.load(path) if (path / "tokenizer.json").is_file() else None
+    return Pretrained(model, config, tokenizer)
