@@ -87,13 +87,15 @@ def test_separate_towers_have_their_own_weights_and_widths():
 
 def test_mismatched_parts_are_one_line_errors():
     model = sbert()
-    with pytest.raises(ValueError, match="takes TwoStreams"):
+    with pytest.raises(TypeError, match="takes TwoStreams"):
         model.encoder(torch.zeros(1, 2, 128), None)
     with pytest.raises(ValueError, match="no shared mask or context"):
         model.encoder(model.embedding(pairs())[0], None, position_ids=torch.zeros(3, 6, dtype=torch.long))
-    with pytest.raises(ValueError, match="compares two streams"):
+    with pytest.raises(TypeError, match="compares two streams"):
         CosineTarget()(torch.zeros(3, 2, 4), pairs())
     with pytest.raises(ValueError, match="different prefixes"):
         DualEmbedding(Embedding({"word": WordEmbedding(V, 8)}, 8))
+    with pytest.raises(TypeError, match="must be a Stream"):
+        TwoStreams((torch.zeros(2, 3, 4), None), Stream(torch.zeros(2, 3, 4), None))
     with pytest.raises(ValueError, match="batch sizes"):
         TwoStreams(Stream(torch.zeros(2, 3, 4), None), Stream(torch.zeros(3, 3, 4), None))

@@ -17,9 +17,10 @@ class DualEncoder(nn.Module):
         second: encoder of the second stream, or None to apply ``first`` to both (SBERT: shared weights).
 
     Raises:
-        ValueError: (in forward) ``x`` is not a :class:`~uer.layers.streams.TwoStreams` (pair this
-            encoder with a dual embedding), or a mask or context is passed next to it (each stream
-            carries its mask; positions come from each stream's embedding).
+        TypeError: (in forward) ``x`` is not a :class:`~uer.layers.streams.TwoStreams` (pair this
+            encoder with a dual embedding).
+        ValueError: (in forward) a mask or context is passed next to it (each stream carries its
+            mask; positions come from each stream's embedding).
     """
 
     def __init__(self, first: nn.Module, second: nn.Module | None = None):
@@ -29,7 +30,7 @@ class DualEncoder(nn.Module):
 
     def forward(self, x: TwoStreams, mask: torch.Tensor | None = None, **context) -> TwoStreams:
         if not isinstance(x, TwoStreams):
-            raise ValueError(f"a dual encoder takes TwoStreams from a dual embedding, got {type(x).__name__}")
+            raise TypeError(f"a dual encoder takes TwoStreams from a dual embedding, got {type(x).__name__}")
         if mask is not None or context:
             raise ValueError(f"a dual encoder takes no shared mask or context ({sorted(context)}): "
                              "each stream carries its own mask")

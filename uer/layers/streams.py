@@ -33,7 +33,8 @@ class TwoStreams:
         second: the second stream (image patches; sentence B), x (B, S2, D2).
 
     Raises:
-        ValueError: a member is not a :class:`Stream`, or the two batch sizes differ.
+        TypeError: a member is not a :class:`Stream`.
+        ValueError: the two batch sizes differ.
     """
 
     first: Stream
@@ -42,6 +43,6 @@ class TwoStreams:
     def __post_init__(self):
         for name in ("first", "second"):
             if not isinstance(getattr(self, name), Stream):
-                raise ValueError(f"TwoStreams.{name} must be a Stream(x, mask), got {type(getattr(self, name)).__name__}")
+                raise TypeError(f"TwoStreams.{name} must be a Stream(x, mask), got {type(getattr(self, name)).__name__}")
         if self.first.x.shape[0] != self.second.x.shape[0]:
             raise ValueError(f"the two streams have batch sizes {self.first.x.shape[0]} and {self.second.x.shape[0]}")

@@ -27,7 +27,7 @@ class CosineTarget(nn.Module):
         label_field: batch key of the gold similarity scores.
 
     Raises:
-        ValueError: (in forward) ``hidden`` is not a :class:`~uer.layers.streams.TwoStreams` (this
+        TypeError: (in forward) ``hidden`` is not a :class:`~uer.layers.streams.TwoStreams` (this
             target needs a dual embedding and encoder).
     """
 
@@ -41,7 +41,7 @@ class CosineTarget(nn.Module):
 
     def forward(self, hidden: TwoStreams, batch: dict[str, torch.Tensor]) -> TargetOutput:
         if not isinstance(hidden, TwoStreams):
-            raise ValueError(f"the cosine target compares two streams; got {type(hidden).__name__} "
+            raise TypeError(f"the cosine target compares two streams; got {type(hidden).__name__} "
                              "(use a dual embedding and a dual encoder)")
         cos = F.cosine_similarity(mean_pool(hidden.first).float(), mean_pool(hidden.second).float(), dim=-1)
         loss_sum = F.mse_loss(cos, batch[self.label_field].float(), reduction="sum")
