@@ -32,7 +32,8 @@ from transformers import (
 from uer.data.masking import MlmCollator
 
 SPECIALS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}  # layout of uer's shipped KJV WordPiece
-PLAIN = {"encoder.norm": "layernorm", "encoder.gated_ffn": False, "encoder.bias": True,
+PLAIN = {"encoder.norm._target_": "uer.layers.LayerNorm", "encoder.ffn.gated": False, "encoder.ffn.bias": True,
+         "encoder.attention.bias": True, "encoder.attention.num_kv_heads": None, "encoder.attention.rotary": None,
          "encoder.share_layers": False, "encoder.final_norm": None}
 """Encoder options every peer here has."""
 
@@ -77,8 +78,8 @@ def bert_peer(m: DictConfig):
                         "embedding.norm": "layernorm", "embedding.dropout": m.encoder.dropout})
     model = BertForPreTraining(BertConfig(
         vocab_size=m.vocab_size, hidden_size=m.dim, num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
-        intermediate_size=m.ffn_dim, hidden_act=m.encoder.activation, hidden_dropout_prob=m.encoder.dropout,
-        attention_probs_dropout_prob=m.encoder.attention_dropout, max_position_embeddings=m.max_seq_length,
+        intermediate_size=m.ffn_dim, hidden_act=m.encoder.ffn.activation, hidden_dropout_prob=m.encoder.dropout,
+        attention_probs_dropout_prob=m.encoder.attention.dropout, max_position_embeddings=m.max_seq_length,
         type_vocab_size=2, layer_norm_eps=m.norm_eps, initializer_range=m.init_std, pad_token_id=SPECIALS["pad"],
         attn_implementation="sdpa"))
     return model, lambda b: model(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"],
@@ -110,8 +111,8 @@ def gpt2_peer(m: DictConfig):
                          "target.lm.bias": False, "target.lm.tie_decoder_to": "embedding.word.weight"})
     model = GPT2LMHeadModel(GPT2Config(
         vocab_size=m.vocab_size, n_positions=m.max_seq_length, n_embd=m.dim, n_layer=m.num_layers,
-        n_head=m.num_heads, n_inner=m.ffn_dim, activation_function=m.encoder.activation,
-        resid_pdrop=m.encoder.dropout, embd_pdrop=m.embedding.dropout, attn_pdrop=m.encoder.attention_dropout,
+        n_head=m.num_heads, n_inner=m.ffn_dim, activation_function=m.encoder.ffn.activation,
+        resid_pdrop=m.encoder.dropout, embd_pdrop=m.embedding.dropout, attn_pdrop=m.encoder.attention.dropout,
         layer_norm_epsilon=m.norm_eps, initializer_range=m.init_std, tie_word_embeddings=True,
         bos_token_id=None, eos_token_id=None, attn_implementation="sdpa"))  # 50256 is outside the vocabulary
     return model, lambda b: model(input_ids=b["input_ids"], attention_mask=b.get("attention_mask"),
@@ -135,8 +136,8 @@ def vit_peer(m: DictConfig):
                        "target.cls.pooler": False})
     model = ViTForImageClassification(ViTConfig(
         hidden_size=m.dim, num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
-        intermediate_size=m.ffn_dim, hidden_act=m.encoder.activation, hidden_dropout_prob=m.encoder.dropout,
-        attention_probs_dropout_prob=m.encoder.attention_dropout, layer_norm_eps=m.norm_eps,
+        intermediate_size=m.ffn_dim, hidden_act=m.encoder.ffn.activation, hidden_dropout_prob=m.encoder.dropout,
+        attention_probs_dropout_prob=m.encoder.attention.dropout, layer_norm_eps=m.norm_eps,
         initializer_range=m.init_std, image_size=m.image_size, patch_size=m.patch_size,
         num_channels=m.channels, qkv_bias=True, num_labels=m.num_labels, attn_implementation="sdpa"))
     return model, lambda b: model(pixel_values=b["pixel_values"], labels=b["labels"]).loss

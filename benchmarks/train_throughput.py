@@ -102,7 +102,7 @@ def describe(args, family: Family, m: DictConfig, sides: list[Side], batches, ba
              else f"vocab {m.vocab_size}, {m.max_seq_length} positions")
     print(environment(args.threads) + f", device {args.device}")
     print(f"model {args.preset} ({family.name}): dim {m.dim}, {m.num_layers} layers, {m.num_heads} heads, "
-          f"FFN {m.ffn_dim}, {sizes}, {m.encoder.activation}, norm eps {m.norm_eps}, {m.encoder.norm_position}-LN, "
+          f"FFN {m.ffn_dim}, {sizes}, {m.encoder.ffn.activation}, norm eps {m.norm_eps}, {m.encoder.norm_position}-LN, "
           f"dropout {m.encoder.dropout} (train mode); params uer {uer.params:,}, transformers {hf.params:,} "
           f"({type(hf.model).__name__}, SDPA)")
     shape_text = (f"batch {batch} images of {m.channels}x{m.image_size}x{m.image_size} "
