@@ -17,6 +17,7 @@ from uer.data.padding import pad
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 from uer.train.metrics import Evaluation
+from uer.train.trainer import DTYPES
 
 
 def read_tsv(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -121,8 +122,6 @@ def predict(model, rows: Rows, collate: Collator, batch_size: int, head, device=
     the autocast dtype of the forward, as in training. With ``evaluation`` (rows with labels), the
     model's target also scores each batch from the same encoder pass, so the loss and target metrics
     cost no second pass. The model is left in eval mode."""
-    from uer.train.trainer import DTYPES
-
     model.eval()
     device = torch.device(device or next(model.parameters()).device)
     autocast = (torch.autocast(device.type, dtype=DTYPES[precision]) if precision != "fp32"

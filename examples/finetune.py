@@ -12,13 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from examples.features import Collator, Rows, predict
+from uer.cli.common import run_command
 from uer.config import compose_config, resolve
+from uer.convert import load_pretrained
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
-from uer.models.build import build_model
+from uer.models.build import DEFAULT_ALLOWED, build_model
+from uer.models.pretrained import load_weights
 from uer.train.assemble import Data, build_trainer, settings
 from uer.train.callbacks import BestCheckpoint, Callback, EarlyStopping, EncoderFreezer
 from uer.train.config import validated
@@ -63,10 +69,6 @@ def compose_recipe(config_dir: Path, argv: list[str]) -> tuple[DictConfig, list[
     Raises:
         UerError: an unknown key or group option, a malformed override.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     model_args = [a for a in argv if a.split("=", 1)[0].lstrip("+~").startswith(MODEL_ARGS)]
     rest = [a for a in argv if a not in model_args]
     try:
@@ -104,24 +106,23 @@ def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_la
         (model, resolved model config, tokenizer, the checkpoint's ``convert.hf_config`` record).
 
     Raises:
-        UerError: neither a checkpoint nor a preset, no tokenizer, or a checkpoint whose encoder
-            weights do not fit.
+        UerError: neither a checkpoint nor a preset, no tokenizer, a ``_target_`` outside
+            ``trainer.allowed_targets``, or a checkpoint whose encoder weights do not fit.
     """
-    from safetensors.torch import load_file
-
-    from uer.convert import as_uer_checkpoint
-    from uer.train.checkpoint import load_config
-
     overrides = [a for a in model_args if not a.lstrip("+").startswith(("model=", "model/"))]
-    record = {}
+    allowed = DEFAULT_ALLOWED + tuple(cfg.trainer.get("allowed_targets") or ())
+    where = f"trainer.init_from={cfg.trainer.get('init_from')}"
+    record, pretrained = {}, None
     if cfg.trainer.get("init_from"):
-        source = as_uer_checkpoint(cfg.trainer.init_from)
-        saved = load_config(source)
+        pretrained = load_pretrained(cfg.trainer.init_from, allowed)
+        saved = pretrained.config
         record = OmegaConf.to_container(saved.convert.get("hf_config") or {}) if saved.get("convert") else {}
         model_cfg = OmegaConf.create({"model": saved.model})
         model_cfg.model.target = target_config(target)
         model_cfg.merge_with(OmegaConf.from_dotlist([a.lstrip("+") for a in overrides]))
-        tokenizer = Tokenizer.load(source)
+        tokenizer = pretrained.tokenizer
+        if tokenizer is None:
+            raise UerError(f"{where}: the checkpoint has no tokenizer")
     else:
         if not any(a.startswith("+model=") for a in model_args):
             raise UerError("no model: pass trainer.init_from=<uer or Hugging Face checkpoint> or +model=<preset>")
@@ -130,40 +131,47 @@ def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_la
         tokenizer = Tokenizer.load(cfg.task.tokenizer)
         model_cfg = compose_config([*model_args, f"model/target={target}",
                                     f"model.vocab_size={tokenizer.vocab_size}"])
-        source = None
     _set_labels(model_cfg.model, num_labels)
     model_cfg = resolve(model_cfg).model
     torch.manual_seed(cfg.trainer.seed)  # the task head (and a preset's whole model) start from trainer.seed
-    model = build_model(model_cfg)
-    if source is not None:
-        weights = load_file(str(source / "model.safetensors"))
-        keep = {k: v for k, v in weights.items() if not k.startswith("target.")}
-        keep.update({k.replace("target.sp.pooler", "target.cls.pooler"): v for k, v in weights.items()
-                     if k.startswith("target.sp.pooler") and hasattr(model.target, "cls")
-                     and getattr(model.target.cls, "pooler", None) is not None})
-        result = model.load_state_dict(keep, strict=False)
-        body = [k for k in result.missing_keys if not k.startswith("target.")]
-        if body or result.unexpected_keys:
-            raise UerError(f"trainer.init_from={cfg.trainer.init_from}: weights do not fit; missing {body[:4]}, "
-                           f"unexpected {result.unexpected_keys[:4]}")
+    model = build_model(model_cfg, allowed)
+    if pretrained is not None:
+        load_body(model, pretrained.model, where)
     return model, model_cfg, tokenizer, record
+
+
+def load_body(model: torch.nn.Module, pretrained: torch.nn.Module, where: str) -> None:
+    """Copy into the task ``model`` every weight of ``pretrained`` but its target's (embedding,
+    encoder, decoder), and the pooler of a BERT-style pretraining head (``target.sp.pooler``) into a
+    ``target.cls.pooler``, as transformers does for ``BertForSequenceClassification``.
+
+    Raises:
+        UerError: the body weights do not fit ``model`` (``where`` names the checkpoint).
+    """
+    weights = pretrained.state_dict()
+    keep = {k: v for k, v in weights.items() if not k.startswith("target.")}
+    keep.update({k.replace("target.sp.pooler", "target.cls.pooler"): v for k, v in weights.items()
+                 if k.startswith("target.sp.pooler") and hasattr(model.target, "cls")
+                 and getattr(model.target.cls, "pooler", None) is not None})
+    result = model.load_state_dict(keep, strict=False)
+    body = [k for k in result.missing_keys if not k.startswith("target.")]
+    if body or result.unexpected_keys:
+        raise UerError(f"{where}: weights do not fit; missing {body[:4]}, unexpected {result.unexpected_keys[:4]}")
 
 
 def load_task_checkpoint(path: str | Path):
     """A fine-tuned checkpoint written by a recipe: ``(model in eval mode, its config, tokenizer)``.
 
     Raises:
-        UerError: not a checkpoint, not written by a fine-tuning recipe, or weights that do not fit.
+        UerError: not a checkpoint (see :func:`uer.convert.load_pretrained`), not written by a
+            fine-tuning recipe, or without a tokenizer.
     """
-    from uer.train.checkpoint import load_config, load_weights
-
-    path = Path(path)
-    cfg = load_config(path)
+    model, cfg, tokenizer = load_pretrained(path)
     if cfg.get("task") is None:
         raise UerError(f"{path}: not a fine-tuned checkpoint (its config.yaml has no task section)")
-    model = build_model(resolve(cfg.model))
-    load_weights(model, path / "model.safetensors")
-    return model.eval(), cfg, Tokenizer.load(path)
+    if tokenizer is None:
+        raise UerError(f"{path}: the checkpoint has no tokenizer.json")
+    return model, cfg, tokenizer
 
 
 def run_config(cfg: DictConfig, model_cfg: DictConfig, task: dict, hf_config: dict) -> DictConfig:
@@ -264,8 +272,6 @@ def evaluator_for(rows: Rows, pad_id: int, batch_size: int, head, score):
 
 def best_model(trainer):
     """The weights of the best evaluation (``<output_dir>/best``), or the final ones without one."""
-    from uer.train.checkpoint import load_weights
-
     best = Path(trainer.output_dir) / "best" / "model.safetensors"
     if best.is_file():
         load_weights(trainer.model, best)
@@ -323,8 +329,6 @@ def main(task, script: str, argv: list[str]) -> int:
     """The body of ``examples/<task>/train.py``: ``-h``/``--help`` prints the script's usage and its
     config (every key with its default and comment); otherwise :func:`run_recipe`, exit status 0,
     or 2 with one ``error:`` line on bad input."""
-    from uer.cli.common import run_command
-
     here = Path(script).resolve().parent
     if {"-h", "--help"} & set(argv):
         print(f"usage: python examples/{here.name}/train.py [trainer.init_from=<uer checkpoint or Hugging Face dir> "

@@ -14,17 +14,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `examples.*`
 
+from examples.finetune import load_task_checkpoint  # after the path above
 from uer.cli.common import run_command
+from uer.errors import UerError
+from uer.train.trainer import pick_device
 
 TASKS = ("classification", "tagging", "qa")
 
 
 def main(argv: list[str]) -> int:
-    """Parse ``argv``, load the checkpoint, predict ``input`` into ``output``."""
-    from examples.finetune import load_task_checkpoint
-    from uer.errors import UerError
-    from uer.train.trainer import pick_device
-
+    """Parse ``argv``, load the checkpoint (:func:`examples.finetune.load_task_checkpoint`, the one
+    loader), predict ``input`` into ``output``."""
     p = argparse.ArgumentParser(prog="examples/infer.py", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint written by a recipe (e.g. <output_dir>/best)")
     p.add_argument("input", help="the file to predict (TSV with a header, or SQuAD-style JSON for qa)")

@@ -29,7 +29,9 @@ import secrets
 import shutil
 from pathlib import Path
 
+from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
+from uer.preprocess.corpus import MAX_LINE_BYTES
 from uer.preprocess.processor import Plan, Processor
 from uer.preprocess.shards import run_shards
 
@@ -74,8 +76,6 @@ def build_dataset(options: Processor, tokenizer=None, output_dir: str | os.PathL
     if spec is None:
         tokenizer = None
     elif tokenizer is None:
-        from uer.data.tokenizer import Tokenizer
-
         tokenizer = Tokenizer.load(spec)
     plan = options.plan()
     report_source(plan.stats)
@@ -116,8 +116,6 @@ def report_source(stats: dict) -> None:
     if stats.get("skipped_invalid_lines"):
         log.warning("skipped %d lines that are not valid UTF-8", stats["skipped_invalid_lines"])
     if stats.get("long_lines"):
-        from uer.preprocess.corpus import MAX_LINE_BYTES
-
         log.warning("split %d lines longer than %d bytes into pieces", stats["long_lines"], MAX_LINE_BYTES)
 
 
@@ -196,7 +194,5 @@ def load_dataset_dir(path: str | os.PathLike):
         raise UerError(f"dataset {directory}: has {len(dataset)} rows, {META_FILE} says {meta.get('num_rows')}")
     tokenizer = None
     if (directory / TOKENIZER_DIR).is_dir():
-        from uer.data.tokenizer import Tokenizer
-
         tokenizer = Tokenizer.load(str(directory / TOKENIZER_DIR))
     return dataset, meta, tokenizer

@@ -26,6 +26,7 @@ from typing import ClassVar, Iterator
 
 import pyarrow as pa
 
+from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 from uer.preprocess.corpus import Shard, iter_documents, open_corpus
 from uer.preprocess.processor import ENCODE_BATCH, TOKEN_IDS, Plan, TextProcessor, memo_encoder, special_id
@@ -128,8 +129,6 @@ class ParallelProcessor(PairsProcessor):
         ``tgt_tokenizer`` is null; else a cached directory: the source tokenizer with the target one as
         its ``target``, each loaded or trained on its side of the corpus."""
         if self._spec is None:
-            from uer.data.tokenizer import Tokenizer
-
             source = Tokenizer.load(self.tokenizer) if self.tokenizer else None
             if source is not None and source.target is not None and not self.tgt_tokenizer:
                 self._spec = self.tokenizer
@@ -151,8 +150,6 @@ class ParallelProcessor(PairsProcessor):
     def train_side(self, shards: list[Shard], side: int):
         """A cased WordPiece tokenizer (Chinese characters split) of ``vocab_size`` entries trained on
         side ``side`` (0 source, 1 target) of the pairs."""
-        from uer.data.tokenizer import Tokenizer
-
         log.info("training a %d-entry %s tokenizer on %s", self.vocab_size, ("source", "target")[side], self.corpus)
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "side.txt"

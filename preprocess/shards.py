@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from uer.data.tokenizer import Tokenizer
 from uer.preprocess.processor import Processor, pack
 
 WRITE_BATCH = 1000
@@ -32,8 +33,6 @@ WRITE_BATCH = 1000
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(directory: str):
-    from uer.data.tokenizer import Tokenizer
-
     return Tokenizer.load(directory)
 
 

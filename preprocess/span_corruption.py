@@ -24,6 +24,8 @@ from typing import ClassVar, Iterator
 
 import pyarrow as pa
 
+from uer.data.span_lengths import raw_length
+from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 from uer.preprocess.full_sentences import joined
 from uer.preprocess.processor import TOKEN_IDS, TextProcessor, pack, special_id
@@ -61,8 +63,6 @@ class SpanCorruptionProcessor(TextProcessor):
 
         Raises UerError when ``sentinel_token`` names tokens the tokenizer does not have."""
         if self._spec is None:
-            from uer.data.tokenizer import Tokenizer
-
             base = super().tokenizer_spec()
             tokenizer = Tokenizer.load(base)
             if tokenizer.sentinel_ids(self.sentinel_token):
@@ -79,8 +79,6 @@ class SpanCorruptionProcessor(TextProcessor):
         return self._spec
 
     def instances(self, documents, rng: random.Random, tokenizer) -> Iterator[dict]:
-        from uer.data.span_corruption import raw_length  # here: the collator's module imports torch
-
         eos_id = special_id(tokenizer, self.name, "eos", "sep")
         length = raw_length(self.seq_length, self.noise_density, self.mean_noise_span_length)[0]
         for block in pack(joined(documents, eos_id), length):

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from uer.cli.common import run_command
+from uer.convert import convert, supported
 
 DESCRIPTION = """Converts a Hugging Face model directory (config.json + model.safetensors or
 pytorch_model.bin + tokenizer files) into a uer checkpoint, or a uer checkpoint (config.yaml +
@@ -27,8 +28,6 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    from uer.convert import supported
-
     p = argparse.ArgumentParser(prog="uer-convert", description=DESCRIPTION,
                                 epilog=EPILOG.format(families=supported()),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def job(args):
-        from uer.convert import convert
-
         options = parser().parse_args(args)
         convert(options.src, options.dst, options.arch)
         return 0

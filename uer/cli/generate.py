@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     def job(args):
         options = parser().parse_args(args)
         prompts = options.prompt if options.prompt else read_prompts(options.input)
-        from uer.generation.text import generate_text, load_generator
-        from uer.train.trainer import pick_device
+        # lazy, deliberately: torch loads only past --help and a bad prompt file (0.1 s instead of 2-3 s)
+        from uer.generation.text import generate_text, load_generator  # lazy
+        from uer.train.trainer import pick_device  # lazy
 
         model, tokenizer, start = load_generator(options.checkpoint, options.allow_target)
         if options.decoder_start_token_id is not None:

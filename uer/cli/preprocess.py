@@ -20,20 +20,21 @@ from __future__ import annotations
 import sys
 
 from uer.cli.common import run_command
+from uer.config import compose_config
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command with ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 or 2)."""
 
     def job(args):
-        from uer.config import compose_config
-        from uer.models.build import DEFAULT_ALLOWED
-        from uer.preprocess.build import build_dataset, read_meta
-        from uer.preprocess.registry import options_from_config
-
         if args and args[0] in ("-h", "--help"):
             print(__doc__)
             return 0
+        # lazy, deliberately: torch loads only past --help (0.2 s instead of 2-3 s on an idle machine)
+        from uer.models.build import DEFAULT_ALLOWED  # lazy
+        from uer.preprocess.build import build_dataset, read_meta  # lazy
+        from uer.preprocess.registry import options_from_config  # lazy
+
         cfg = compose_config(args, config_name="preprocess", need_model=False)
         allowed = DEFAULT_ALLOWED + tuple(cfg.trainer.allowed_targets)
         path = build_dataset(options_from_config(cfg.data, allowed), output_dir=cfg.output)

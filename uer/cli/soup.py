@@ -7,49 +7,39 @@ import sys
 from pathlib import Path
 
 from uer.cli.common import run_command
+from uer.config import resolve
+from uer.convert import load_pretrained
+from uer.convert.files import staged
+from uer.errors import UerError
+from uer.models.pretrained import model_differences, save_pretrained
 
 
 def soup(sources: list[str | Path], dst: str | Path) -> Path:
-    """Write to ``dst`` a checkpoint whose weights are the element-wise mean (in float32, stored in
-    the first source's dtypes) of the ``sources``' weights, with the first source's config and
-    tokenizer and no training state.
+    """Write to ``dst`` a checkpoint whose weights are the element-wise mean (accumulated in float64,
+    stored in the first source's dtypes) of the ``sources``' weights, with the first source's config
+    and tokenizer and no training state. Sources are read by :func:`uer.convert.load_pretrained`
+    (uer checkpoints or Hugging Face directories; only ``uer.`` classes are built).
 
     Raises:
-        UerError: fewer than two sources, an existing ``dst``, a source that is not a uer checkpoint,
-            or sources whose model configs or tensors differ (the message names the first difference).
+        UerError: fewer than two sources, an existing ``dst``, a source that is not a checkpoint, or
+            sources whose model configs differ (the message names the first difference).
     """
-    from safetensors.torch import load_file, save_file
-
-    from uer.config import resolve
-    from uer.convert.files import staged
-    from uer.errors import UerError
-    from uer.train.checkpoint import load_config
-    from uer.train.run import model_differences
-
     sources = [Path(s) for s in sources]
     if len(sources) < 2:
         raise UerError("a soup needs at least two checkpoints")
-    first = resolve(load_config(sources[0]).model)
+    model, config, tokenizer = load_pretrained(sources[0], dtype=None)
+    first = resolve(config.model)
+    total = {k: v.double() for k, v in model.state_dict().items()}
     for other in sources[1:]:
-        diffs = model_differences(first, resolve(load_config(other).model))
+        loaded = load_pretrained(other, dtype=None)
+        diffs = model_differences(first, resolve(loaded.config.model))
         if diffs:
             raise UerError(f"{other} has another model config than {sources[0]} ({'; '.join(diffs[:3])})")
-    base = load_file(str(sources[0] / "model.safetensors"))
-    total, dtypes = {k: v.double() for k, v in base.items()}, {k: v.dtype for k, v in base.items()}
-    for other in sources[1:]:
-        weights = load_file(str(other / "model.safetensors"))
-        if weights.keys() != total.keys():
-            raise UerError(f"{other}: its tensors differ from {sources[0]}'s "
-                           f"({sorted(weights.keys() ^ total.keys())[:3]})")
-        for k, v in weights.items():
+        for k, v in loaded.model.state_dict().items():
             total[k] += v.double()
+    model.load_state_dict({k: v / len(sources) for k, v in total.items()})  # cast to each tensor's dtype
     with staged(Path(dst)) as out:
-        out.mkdir()
-        save_file({k: (v / len(sources)).to(dtypes[k]).contiguous() for k, v in total.items()},
-                  str(out / "model.safetensors"), metadata={"format": "pt"})
-        for name in ("config.yaml", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-            if (sources[0] / name).is_file():
-                (out / name).write_bytes((sources[0] / name).read_bytes())
+        save_pretrained(out, model, config, tokenizer)
     return Path(dst)
 
 

@@ -12,28 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from uer.data.seq2seq import Seq2SeqCollator
+from uer.data.span_lengths import noise_counts, raw_length
 
-
-def noise_counts(length: int, noise_density: float, mean_noise_span_length: float) -> tuple[int, int]:
-    """(noise tokens, noise spans) of a row of ``length`` >= 2 tokens, as the T5 reference rounds them."""
-    num_noise = min(max(round(length * noise_density), 1), length - 1)
-    num_spans = max(round(min(num_noise, length - num_noise) / mean_noise_span_length), 1)
-    return num_noise, num_spans
-
-
-def raw_length(inputs_length: int, noise_density: float, mean_noise_span_length: float) -> tuple[int, int]:
-    """The raw tokens per row so that the corrupted input (with sentinels and eos) has exactly
-    ``inputs_length`` tokens, and the target length that goes with it (Hugging Face's
-    ``compute_input_and_target_lengths``). Returns ``(raw tokens, target tokens)``."""
-
-    def lengths(tokens: int) -> tuple[int, int]:
-        noise, spans = noise_counts(tokens, noise_density, mean_noise_span_length)
-        return tokens - noise + spans + 1, noise + spans + 1
-
-    tokens = inputs_length
-    while lengths(tokens + 1)[0] <= inputs_length:
-        tokens += 1
-    return tokens, lengths(tokens)[1]
+__all__ = ["SpanCorruptionCollator", "noise_counts", "random_spans_noise_mask", "raw_length", "span_corrupt"]
 
 
 def _segment(num_items: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:

@@ -13,13 +13,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from uer.config import resolve
+from uer.convert import load_pretrained
 from uer.data.collators import make_collator
 from uer.data.loader import split_indices
+from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 from uer.models.build import DEFAULT_ALLOWED, build_model
+from uer.models.pretrained import load_config, model_differences
+from uer.preprocess.build import build_dataset, load_dataset_dir
+from uer.preprocess.registry import options_from_config
 from uer.train import distributed
-from uer.train.checkpoint import list_checkpoints, load_config, load_weights
 from uer.train.assemble import Data, build_trainer, settings
+from uer.train.checkpoint import list_checkpoints
 from uer.train.config import TrainerConfig
 from uer.train.trainer import Trainer, pick_device
 
@@ -34,15 +39,10 @@ def load_data(data_cfg: DictConfig, tokenizer=None, allowed: tuple[str, ...] = D
     Raises:
         UerError: bad data keys or values, a bad corpus, tokenizer or dataset directory.
     """
-    from uer.preprocess.build import build_dataset, load_dataset_dir
-    from uer.preprocess.registry import options_from_config
-
     if data_cfg.get("dataset"):
         return load_dataset_dir(data_cfg.dataset)
     options = options_from_config(data_cfg, allowed)
     if tokenizer is None and options.tokenizer_spec():
-        from uer.data.tokenizer import Tokenizer
-
         tokenizer = Tokenizer.load(options.tokenizer_spec())
     dataset, meta, saved = load_dataset_dir(build_dataset(options, tokenizer))
     return dataset, meta, tokenizer or saved
@@ -92,19 +92,6 @@ def take_sizes(model_cfg: DictConfig, checkpoint_model: DictConfig) -> None:
             model_cfg[key] = checkpoint_model[key]
 
 
-def model_differences(a: DictConfig, b: DictConfig, prefix: str = "model") -> list[str]:
-    """Dotted keys whose values differ between two resolved model configs (the preset's ``name``
-    aside)."""
-    diffs = []
-    for key in sorted((set(a) | set(b)) - ({"name"} if prefix == "model" else set())):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, DictConfig) and isinstance(vb, DictConfig):
-            diffs += model_differences(va, vb, f"{prefix}.{key}")
-        elif va != vb:
-            diffs.append(f"{prefix}.{key}: {va} vs {vb}")
-    return diffs
-
-
 def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
     """The checkpoint to resume from (or None), checking ``trainer.resume`` against the output dir.
 
@@ -133,8 +120,8 @@ def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
 class Inputs(NamedTuple):
     """What :func:`load_inputs` read and checked."""
 
-    init_dir: Path | None
-    init_cfg: DictConfig | None
+    init_model: torch.nn.Module | None
+    """The model of ``trainer.init_from`` (:func:`uer.convert.load_pretrained`), or None."""
     dataset: object
     tokenizer: object
     run_cfg: DictConfig
@@ -149,17 +136,10 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
     Raises:
         UerError: the first bad input, named.
     """
-    init_dir, init_cfg, tokenizer = None, None, None
-    if t.init_from:
-        from uer.convert import as_uer_checkpoint
-
-        init_dir = as_uer_checkpoint(t.init_from)  # a Hugging Face directory is converted first
-        init_cfg = load_config(init_dir)
+    init_model, init_cfg, tokenizer = None, None, None
+    if t.init_from:  # a uer checkpoint or a Hugging Face directory (converted on the fly)
+        init_model, init_cfg, tokenizer = load_pretrained(t.init_from, t.allowed_targets)
         take_sizes(cfg.model, init_cfg.model)
-        if (init_dir / "tokenizer.json").is_file():
-            from uer.data.tokenizer import Tokenizer
-
-            tokenizer = Tokenizer.load(init_dir)
     if cfg.data.batch_size < 1:
         raise UerError(f"data.batch_size={cfg.data.batch_size}: must be >= 1")
     dataset, meta, tokenizer = load_data(cfg.data, tokenizer, DEFAULT_ALLOWED + tuple(t.allowed_targets))
@@ -177,7 +157,7 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
         if longest > room:
             raise UerError(f"data.seq_length={longest} is longer than the {room} positions of the model "
                            f"(model.max_seq_length={run_cfg.model.max_seq_length})")
-    return Inputs(init_dir, init_cfg, dataset, tokenizer, run_cfg, resume_from)
+    return Inputs(init_model, dataset, tokenizer, run_cfg, resume_from)
 
 
 def prepare(cfg: DictConfig) -> Trainer:
@@ -194,12 +174,11 @@ def prepare(cfg: DictConfig) -> Trainer:
     allowed = DEFAULT_ALLOWED + tuple(t.allowed_targets)
     distributed.init(pick_device(t.device))
     torch.manual_seed(t.seed)
-    init_dir, init_cfg, dataset, tokenizer, run_cfg, resume_from = distributed.main_first(
-        lambda: load_inputs(cfg, t))
+    init_model, dataset, tokenizer, run_cfg, resume_from = distributed.main_first(lambda: load_inputs(cfg, t))
 
     model = build_model(run_cfg.model, allowed)  # the same initial weights on every rank (same seed)
-    if init_cfg is not None:
-        load_weights(model, init_dir / "model.safetensors")
+    if init_model is not None:  # built all the same: a run draws the same random numbers with or without it
+        model.load_state_dict(init_model.state_dict())
     collate = make_collator(run_cfg.data, tokenizer, allowed)
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
     n_params = sum(p.numel() for p in model.parameters())
