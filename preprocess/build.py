@@ -120,6 +120,8 @@ def report_source(stats: dict) -> None:
 
 
 def _write(options: Processor, plan: Plan, tokenizer, key: str, staging: Path, work: Path) -> None:
+    # datasets (about 1 s to import) only where a dataset is written or read: the shard workers import
+    # this package too (through tokenizer_cache) and never need it
     from datasets import Dataset, concatenate_datasets
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
@@ -177,7 +179,7 @@ def load_dataset_dir(path: str | os.PathLike):
     ``uer_dataset.json``, and the saved `Tokenizer` (None for processors without one). Raises
     UerError when the directory is missing, is not a uer dataset, or is incomplete.
     """
-    from datasets import load_from_disk
+    from datasets import load_from_disk  # lazy for the shard workers, as in _write
 
     directory = Path(path).expanduser()
     if not directory.is_dir():
