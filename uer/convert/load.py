@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 from omegaconf import DictConfig
 
-from uer.convert.api import read_hf
 from uer.convert.files import kind_of
+from uer.convert.reader import read_hf
 from uer.data.tokenizer import Tokenizer
 from uer.models.build import DEFAULT_ALLOWED
 from uer.models.model import Model
@@ -33,7 +33,7 @@ class Pretrained(NamedTuple):
     config: DictConfig
     """The checkpoint's whole config (``model:``, and what else the run recorded: ``data:``,
     ``task:``, ``convert:`` ...); for a Hugging Face directory ``model:`` and the ``convert:``
-    record of :func:`uer.convert.api.read_hf`."""
+    record of :func:`uer.convert.reader.read_hf`."""
     tokenizer: Tokenizer | None
     """None when the directory has no tokenizer."""
 
@@ -54,7 +54,7 @@ def load_pretrained(path: str | Path, allowed_targets: Iterable[str] = (),
 
     Raises:
         UerError: ``path`` is neither kind of directory, or is a bad one (see
-            :func:`uer.models.pretrained.load_model`, :func:`uer.convert.api.read_hf`); one line that
+            :func:`uer.models.pretrained.load_model`, :func:`uer.convert.reader.read_hf`); one line that
             names the file and the problem.
     """
     path = Path(path)
