@@ -10,9 +10,7 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
-from uer.config import resolve
-from uer.models import build_model
-from uer.train.checkpoint import load_config, load_weights
+from uer.models.pretrained import load_model
 
 SIZES = {"hidden_size": 36, "num_attention_heads": 4, "intermediate_size": 52, "vocab_size": 99, "num_hidden_layers": 3}
 SPECIALS = {  # role -> token; the ids are the positions in each list
@@ -140,9 +138,7 @@ def hf_inputs(case: Case, fields: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 def load_uer(directory: Path):
     """The uer model of a checkpoint directory, strictly loaded, in eval mode."""
-    model = build_model(resolve(load_config(directory).model))
-    load_weights(model, Path(directory) / "model.safetensors")
-    return model.eval()
+    return load_model(directory)[0]
 
 
 def same_tensors(a: Path, b: Path) -> None:

@@ -87,7 +87,7 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
             tokenizer.save(out, model_max_length=family.max_positions(model_cfg))
             set_input_names(out, family.input_names)
         if family.generation:  # transformers is imported only when converting (uer.convert loads with training)
-            from transformers import GenerationConfig
+            from transformers import GenerationConfig  # lazy: as in uer.convert.configs
 
             GenerationConfig.from_model_config(config).save_pretrained(out)
         copy_passed_through(src, out)

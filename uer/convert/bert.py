@@ -85,7 +85,7 @@ def mlm_head(prefix: str) -> tuple:
 def task_heads(model: str, sequence: tuple[Rule, ...]) -> tuple[Head, ...]:
     """``<model>ForSequenceClassification`` (the ``sequence`` rules: its pooler and classifier onto
     the ``seq_cls`` target), ``<model>ForTokenClassification`` and ``<model>ForQuestionAnswering``;
-    num_labels and id2label travel in config.json (see :mod:`uer.convert.api`)."""
+    num_labels and id2label travel in config.json (see :mod:`uer.convert.reader` and :mod:`uer.convert.api`)."""
     return (
         Head(f"{model}ForSequenceClassification", "AutoModelForSequenceClassification", target="seq_cls",
              rules=sequence),

@@ -30,7 +30,7 @@ def read_hf_config(src: Path):
     Raises:
         UerError: missing, unreadable or invalid config.json, or an unknown ``model_type``.
     """
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers takes seconds to import; only conversions need it
 
     path = Path(src) / "config.json"
     try:
@@ -102,7 +102,7 @@ def hf_config_for(family: Family, head: Head, model_cfg: DictConfig, extras: dic
         UerError: a mapped value contradicts the tokenizer (RoBERTa's pad id), or the config does not
             round-trip (it holds settings ``head`` cannot express; the message lists them).
     """
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers takes seconds to import; only conversions need it
 
     values = hf_values(family, model_cfg)
     defined = AutoConfig.for_model(family.model_type).to_dict()
@@ -142,7 +142,7 @@ def export_head(model_cfg: DictConfig, architecture: str | None, recorded: str |
     Raises:
         UerError: no family or head fits; the message says what differs for the closest one.
     """
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers takes seconds to import; only conversions need it
 
     families = [f for f in FAMILIES.values() if model_cfg.get("name") in f.presets] or list(FAMILIES.values())
     heads = [(f, h) for f in families for h in f.heads if architecture in (None, h.architecture)]

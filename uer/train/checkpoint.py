@@ -68,7 +68,7 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
     distributed.barrier()
     full = None
     if distributed.is_sharded(model):  # FSDP2 only: torch.distributed.checkpoint costs seconds to import
-        import torch.distributed.checkpoint as dcp
+        import torch.distributed.checkpoint as dcp  # lazy: only sharded (FSDP2) checkpoints use DCP
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -143,7 +143,7 @@ def load_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optim
     :func:`save_checkpoint` under FSDP2) into ``model`` and ``optimizer``, resharded to the current
     processes (any number; also one plain process)."""
     import torch.distributed.checkpoint as dcp  # FSDP2 only, and seconds to import: loaded when used
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict  # lazy: as dcp above
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optimizer": optim_sd}

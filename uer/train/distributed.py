@@ -139,7 +139,7 @@ def wrap(model: nn.Module, strategy: str, device: torch.device) -> nn.Module:
     if strategy == "ddp":
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import fully_shard  # lazy: FSDP2 only under trainer.strategy=fsdp2
 
     for owner in model.modules():
         if getattr(owner, "share_layers", False):
@@ -159,7 +159,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def is_sharded(model: nn.Module) -> bool:
     """True for a module sharded by FSDP2's ``fully_shard``."""
-    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.fsdp import FSDPModule  # lazy: as fully_shard above
 
     return isinstance(model, FSDPModule)
 

@@ -101,7 +101,7 @@ class RunLog:
     ``<output_dir>/tensorboard`` (tags ``<split>/<name>``)."""
 
     def __init__(self, output_dir: Path):
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # lazy: loads tensorboard; rank 0 only
 
         self.path = Path(output_dir) / "metrics.jsonl"
         self.file = self.path.open("a", encoding="utf-8")
