@@ -1,5 +1,5 @@
-"""``uer-soup DST SRC SRC [SRC ...]``: average the weights of several uer checkpoints of one model
-config into a new checkpoint (a uniform "model soup", Wortsman et al. 2022)."""
+"""``uer-soup DST SRC SRC [SRC ...]``: average the weights of several checkpoints (uer or Hugging
+Face) of one model config into a new checkpoint (a uniform "model soup", Wortsman et al. 2022)."""
 from __future__ import annotations
 
 import argparse
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     def job(args):
         p = argparse.ArgumentParser(prog="uer-soup", description=__doc__.split("\n\n")[0])
         p.add_argument("dst", help="the checkpoint directory to create (must not exist)")
-        p.add_argument("sources", nargs="+", help="uer checkpoints with the same model config")
+        p.add_argument("sources", nargs="+",
+                       help="uer checkpoints or Hugging Face directories with the same model config")
         options = p.parse_args(args)
         soup(options.sources, options.dst)
         print(f"averaged {len(options.sources)} checkpoints into {options.dst}")
