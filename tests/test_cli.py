@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from uer.cli.common import run_command
+from uer.cli.pretrain import main as pretrain_main
 from uer.config import presets
 from uer.errors import UerError
 
@@ -45,6 +46,17 @@ def run(workdir: Path, command: str, *args: str, cwd: Path | None = None) -> sub
 
 def pretrain(workdir: Path, *args: str, model: str | None = "+model=bert_tiny", cwd: Path | None = None):
     return run(workdir, "pretrain", *([model] if model else []), *TINY, *args, cwd=cwd)
+
+
+def pretrain_here(workdir: Path, monkeypatch, capsys, *args: str, model: str | None = "+model=bert_tiny"):
+    """What :func:`pretrain` does, in this process: ``uer.cli.pretrain.main`` run in ``workdir``
+    (the bad-input cases fail before training; a subprocess each would cost seconds of imports)."""
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("UER_CACHE", str(workdir / "cache"))
+    argv = [*([model] if model else []), *TINY, *args]
+    code = pretrain_main(argv)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out.out, out.err)
 
 
 def error_line(done: subprocess.CompletedProcess) -> str:
@@ -124,19 +136,28 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_one_line_exit_2_and_no_output(workdir, case):
+def test_bad_input_is_one_line_exit_2_and_no_output(workdir, case, monkeypatch, capsys):
     overrides, needles = BAD_INPUTS[case]
     out = workdir / f"out-{case.replace(' ', '-')}"
     corpus = [] if any(o.startswith("data.corpus=") for o in overrides) else ["data.corpus=corpus.txt"]
-    line = error_line(pretrain(workdir, *corpus, *overrides, f"trainer.output_dir={out.name}"))
+    done = pretrain_here(workdir, monkeypatch, capsys, *corpus, *overrides, f"trainer.output_dir={out.name}")
+    line = error_line(done)
     assert all(needle in line for needle in needles), line
     assert not out.exists() and not (workdir / "outputs").exists()
 
 
+def test_bad_input_through_the_real_command(workdir):
+    """The same contract from ``python -m uer.cli.pretrain`` in a process of its own."""
+    line = error_line(pretrain(workdir, "data.corpus=missing.txt", "trainer.output_dir=out-command"))
+    assert "missing.txt" in line and "not found" in line, line
+    assert not (workdir / "out-command").exists()
+
+
 @pytest.mark.parametrize("model", [None, "model=bert_base"])
-def test_missing_or_unadded_model_lists_the_presets(workdir, model):
+def test_missing_or_unadded_model_lists_the_presets(workdir, model, monkeypatch, capsys):
     out = workdir / "out-no-model"
-    line = error_line(pretrain(workdir, "data.corpus=corpus.txt", f"trainer.output_dir={out.name}", model=model))
+    line = error_line(pretrain_here(workdir, monkeypatch, capsys, "data.corpus=corpus.txt",
+                                    f"trainer.output_dir={out.name}", model=model))
     assert "+model" in line and all(name in line for name in presets()), line
     assert not out.exists() and not (workdir / "outputs").exists()
 
