@@ -61,16 +61,22 @@ def attention_mask(mask: torch.Tensor | None, pattern: str, length: int, past: i
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
            is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None) -> torch.Tensor:
     """``torch.nn.functional.scaled_dot_product_attention`` (same arguments and result: q (B, H, T, Dh),
-    k and v (B, H, K, Dh) -> (B, H, T, Dh)), except on CPU with ``dropout_p`` > 0.
+    k and v (B, Hkv, K, Dh) -> (B, H, T, Dh)), except on CPU with ``dropout_p`` > 0. With Hkv < H
+    (grouped-query attention) query heads h·H/Hkv .. (h+1)·H/Hkv - 1 share key/value head h: SDPA's
+    ``enable_gqa`` reads them in place, without copies of k and v per query head.
 
     There SDPA falls back to its math path and draws the probability dropout with ``bernoulli_``;
     this computes the same math path (softmax(q·kᵀ·scale + mask), dropout, ·v) with
     :func:`uer.layers.dropout.dropout`'s cheaper mask. Masked scores get the dtype's lowest value
     rather than -inf, so a row with no visible key averages the values instead of becoming NaN.
     """
+    grouped = k.shape[1] != q.shape[1]
     if dropout_p == 0 or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                              dropout_p=dropout_p, scale=scale)
+                                              dropout_p=dropout_p, scale=scale, enable_gqa=grouped)
+    if grouped:
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if is_causal:  # the newest t of n positions, as attention_mask builds it for a cache
         t, n = scores.shape[-2:]
@@ -182,8 +188,5 @@ class MultiHeadAttention(nn.Module):
                 q, k = self.rotary(q, k, position_ids)
             if cache is not None:
                 k, v = cache.update(index, k, v)
-        if self.num_kv_heads != self.num_heads:
-            groups = self.num_heads // self.num_kv_heads
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         h = attend(q, k, v, attn_mask, is_causal, self.dropout if self.training else 0.0, self.scale)
         return self.out(h.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
