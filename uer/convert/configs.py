@@ -14,6 +14,7 @@ from uer.convert.families import FAMILIES, family_of
 from uer.convert.spec import Family, Head
 from uer.errors import UerError
 from uer.models.pretrained import model_differences
+from uer.models.untrusted import load_json
 
 PRESET_KEY = "uer_preset"
 """config.json key naming the uer preset of an exported model, written when it is not the family's
@@ -33,13 +34,8 @@ def read_hf_config(src: Path):
     from transformers import AutoConfig  # lazy: transformers takes seconds to import; only conversions need it
 
     path = Path(src) / "config.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UerError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UerError(f"{path}: not a readable JSON file ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or "model_type" not in raw:
+    raw = load_json(path)  # within size and node limits, no interpolation-like strings
+    if "model_type" not in raw:
         raise UerError(f"{path}: no model_type, so not a Hugging Face model config")
     family_of(raw["model_type"], str(path))
     try:

@@ -27,9 +27,11 @@ from torch import nn
 
 from uer.config import resolve
 from uer.errors import UerError
-from uer.models.build import DEFAULT_ALLOWED, build_model, check_targets
+from uer.models.build import DEFAULT_ALLOWED, build_model
 from uer.models.legacy import upgrade_config
 from uer.models.model import Model
+from uer.models.registry import check_parts
+from uer.models.untrusted import load_yaml
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -91,16 +93,24 @@ def load_config(directory: Path) -> DictConfig:
     """The ``config.yaml`` of a checkpoint, its model config in today's form
     (:func:`uer.models.legacy.upgrade_config` rewrites that of older checkpoints).
 
+    The file is read as data (:func:`uer.models.untrusted.load_yaml`: size and YAML node limits,
+    no interpolations); nothing in it is resolved or built here. Only its ``model`` section is ever
+    built, by :func:`load_model` after :func:`uer.models.registry.check_parts`; the other sections
+    (``data``, ``trainer``, ``task``, ``convert`` ...) are values that callers read, never
+    instantiated.
+
     Raises:
-        UerError: missing or unreadable.
+        UerError: missing, too large, an alias bomb, unreadable, not a mapping, or holding an
+            interpolation.
     """
     path = Path(directory) / CONFIG
     if not path.is_file():
         raise UerError(f"{directory}: not a uer checkpoint (no {CONFIG})")
+    cfg = load_yaml(path)
     try:
-        return upgrade_config(OmegaConf.load(path))  # flat encoder keys of older checkpoints
-    except Exception as e:  # noqa: BLE001 - YAML, OmegaConf and upgrade errors share no base
-        raise UerError(f"{path}: unreadable config ({str(e).splitlines()[0]})") from None
+        return upgrade_config(cfg)  # flat encoder keys of older checkpoints
+    except Exception as e:  # noqa: BLE001 - a flat stack that lacks its sizes: KeyError, OmegaConf errors
+        raise UerError(f"{path}: unreadable model config ({str(e).splitlines()[0]})") from None
 
 
 def save_pretrained(directory: Path, model: nn.Module, config: DictConfig, tokenizer=None,
@@ -148,23 +158,26 @@ def load_model(directory: Path, allowed: Iterable[str] = DEFAULT_ALLOWED,
     """The model of the uer checkpoint ``directory`` (eval mode, weights loaded strictly) and the
     checkpoint's whole config.
 
-    Every ``_target_`` of the model config is checked against ``allowed`` before anything is built
-    (DESIGN §3). The model is built without touching the global RNG (its random initialization is
-    overwritten anyway), so loading a checkpoint never changes what a seeded run draws next.
+    Every ``_target_`` of the model config must name a model part (an ``nn.Module`` of uer's part
+    packages, or under a prefix of ``allowed`` besides ``uer.``: :func:`uer.models.registry.check_parts`),
+    checked before anything is built (DESIGN §3). The model is built without touching the global
+    RNG (its random initialization is overwritten anyway), so loading a checkpoint never changes
+    what a seeded run draws next.
 
     Args:
         dtype: the parameters' dtype; None keeps the file's (when it holds one floating dtype).
 
     Raises:
-        UerError: not a checkpoint, no model section, a ``_target_`` outside ``allowed``, weights
-            missing, corrupt or not fitting the model.
+        UerError: not a checkpoint, a config :func:`load_config` refuses, no model section, a
+            ``_target_`` that is not an allowed model part, weights missing, corrupt or not fitting
+            the model.
     """
     directory = Path(directory)
     cfg = load_config(directory)
-    if cfg.get("model") is None:
+    if not isinstance(cfg.get("model"), DictConfig):
         raise UerError(f"{directory / CONFIG}: no model section")
     model_cfg = resolve(cfg.model)
-    check_targets(model_cfg, allowed, where=f"{directory / CONFIG}: model")  # before anything is built
+    check_parts(model_cfg, allowed, where=f"{directory / CONFIG}: model")  # before anything is built
     with torch.random.fork_rng(devices=[]):
         model = build_model(model_cfg, allowed)
     model.to(dtype or stored_dtype(directory / WEIGHTS))
