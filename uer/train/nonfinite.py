@@ -1,15 +1,21 @@
-"""The ``trainer.on_nonfinite`` policy: what a step with a non-finite loss or gradient norm does.
+"""The ``trainer.on_nonfinite`` policy: what a step with a non-finite loss or gradient norm does, and
+the checks that keep non-finite weights out of every checkpoint.
 
 ``stop``: the step is taken, its number remembered on the device (no host sync per step), and the run
 raises at the next point where values are read anyway (a log step, a save, an evaluation, the end),
-naming the first bad step and the last good checkpoint. ``skip``: the step is dropped (one host read
-per step) and counted; ``trainer.max_consecutive_skips`` skipped steps in a row stop the run."""
+naming the first bad step and the last good checkpoint; a non-finite evaluation loss stops it too.
+``skip``: the step is dropped (one host read per step) and counted; ``trainer.max_consecutive_skips``
+skipped steps in a row stop the run. Under both, what a checkpoint would hold is checked before it is
+written (:meth:`NonFiniteGuard.check_weights`): a loss can stay finite while some weight is not (a
+parameter the batch never reads, a step that overflows), and broken weights are never saved."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from uer.errors import UerError
 from uer.train import distributed
@@ -23,6 +29,28 @@ NO_STEP = 2**62
 class NonFiniteError(UerError):
     """A non-finite loss or gradient norm under ``trainer.on_nonfinite=stop``, or too many skipped steps in a
     row under ``skip``."""
+
+
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the floating tensors of ``model.state_dict()`` (what a checkpoint saves) that hold a
+    NaN or an infinity, the same list on every rank.
+
+    Cost: one fused max-abs reduction over the local tensors (``torch._foreach_norm`` with
+    ``ord=inf``, which propagates NaN and, unlike the 2-norm, cannot overflow for finite values; the
+    local shards under FSDP2), one all-reduce of a flag per tensor and one host read: about one
+    read of the weights, paid only where a checkpoint is written or an evaluation ends.
+    """
+    named = [(k, v.to_local() if hasattr(v, "to_local") else v)  # FSDP2: this rank's shard of a DTensor
+             for k, v in model.state_dict().items() if v.is_floating_point()]
+    if not named:
+        return []
+    live = [i for i, (_, v) in enumerate(named) if v.numel()]  # an empty shard holds nothing to check
+    flags = torch.zeros(len(named), dtype=torch.int32, device=named[0][1].device)
+    if live:
+        norms = torch._foreach_norm([named[i][1] for i in live], ord=math.inf, dtype=torch.float32)
+        flags[live] = (~torch.isfinite(torch.stack(norms))).int().to(flags.device)
+    distributed.all_reduce_(flags, distributed.dist.ReduceOp.MAX)
+    return [named[i][0] for i in flags.nonzero().flatten().tolist()]
 
 
 def last_checkpoint(output_dir: Path) -> str:
@@ -67,6 +95,37 @@ class NonFiniteGuard:
         if bad != NO_STEP:
             raise NonFiniteError(f"step {bad}: non-finite loss or gradient norm (trainer.on_nonfinite=stop); "
                                  f"last good checkpoint: {last_checkpoint(self.output_dir)}")
+
+    def check_weights(self, model: nn.Module, step: int) -> None:
+        """Raise (on every rank, under either policy) if ``model``'s weights hold a non-finite value;
+        called before anything of a checkpoint is written (see :func:`nonfinite_tensors`).
+
+        Raises:
+            NonFiniteError: naming ``step``, the first bad tensors and the last good checkpoint.
+        """
+        bad = nonfinite_tensors(model)
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise NonFiniteError(f"step {step}: non-finite weights in {', '.join(bad[:3])}{more} "
+                                 f"(trainer.on_nonfinite={self.policy}); not saved; "
+                                 f"last good checkpoint: {last_checkpoint(self.output_dir)}")
+
+    def check_eval(self, result: dict[str, float], step: int) -> None:
+        """Under ``stop``, raise if an evaluation loss (``loss`` or ``<target>/loss`` of ``result``, the
+        same on every rank) is non-finite; under ``skip``, log it.
+
+        Raises:
+            NonFiniteError: naming ``step``, the loss and the last good checkpoint.
+        """
+        bad = sorted((k for k, v in result.items() if (k == "loss" or k.endswith("/loss")) and not math.isfinite(v)),
+                     key=lambda k: k != "loss")  # the total loss first
+        if not bad:
+            return
+        if self.policy == "stop":
+            raise NonFiniteError(f"step {step}: non-finite evaluation {bad[0]}={result[bad[0]]} "
+                                 f"(trainer.on_nonfinite=stop); last good checkpoint: "
+                                 f"{last_checkpoint(self.output_dir)}")
+        log.warning("step %d: non-finite evaluation %s=%s (trainer.on_nonfinite=skip)", step, bad[0], result[bad[0]])
 
     def count_skip(self, step: int) -> None:
         """Count and log the dropped step ``step`` (1-based).

@@ -89,9 +89,16 @@ class Trainer:
 
     def save(self) -> Path:
         """Write the checkpoint of the current step (collective: every rank calls it). Under
-        ``trainer.on_nonfinite=stop`` a run that met a non-finite value raises instead, so the last
-        checkpoint is always a good one."""
+        ``trainer.on_nonfinite=stop`` a run that met a non-finite value raises instead, and under
+        either policy so does one whose weights hold a non-finite value (checked before anything is
+        written), so every checkpoint is a good one.
+
+        Raises:
+            NonFiniteError: see :mod:`uer.train.nonfinite`; the checkpoints written before stay as they were.
+            UerError: the checkpoint could not be written (e.g. disk full); the previous ones stay intact.
+        """
         self.guard.check()
+        self.guard.check_weights(self.model, self.step)
         path = save_checkpoint(self.output_dir / "checkpoints" / f"step_{self.step:07d}", self.model,
                                self.run_config, self.tokenizer, self.state(), self.optimizer)
         if self.main:
@@ -198,7 +205,7 @@ class Trainer:
 
     def _fit(self, stop: int, stop_request: distributed.StopRequest) -> dict[str, float]:
         cfg = self.cfg
-        run_log = RunLog(self.output_dir) if self.main else None  # rank 0 writes logs and metrics
+        run_log = RunLog(self.output_dir, self.step) if self.main else None  # rank 0 writes logs and metrics
         self.peak = peak_flops(self.device, self.dtype)
         sums, last, batches, saved_at = MetricSums(), {}, iter(self.train_loader), self.step
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress or not self.main,
@@ -273,8 +280,13 @@ class Trainer:
     def evaluate(self, run_log: RunLog | None = None) -> dict[str, float]:
         """Mean loss and metrics over the whole held-out set (same batches every time), summed over
         ranks: each rank evaluates its share (a filler batch, computed for FSDP2's collectives,
-        counts zero); then the evaluator's metrics; then each callback's ``on_evaluate``."""
+        counts zero); then the evaluator's metrics; then each callback's ``on_evaluate``.
+
+        Raises:
+            NonFiniteError: a non-finite loss under ``trainer.on_nonfinite=stop``, or non-finite weights.
+        """
         self.guard.check()
+        self.guard.check_weights(self.model, self.step)  # never evaluate, nor let a callback save, broken weights
         result = {}
         if self.eval_loader is not None:
             self.model.eval()
@@ -290,6 +302,7 @@ class Trainer:
         if self.evaluator is not None:
             result.update(self.evaluator(self))
             self.model.train()
+        self.guard.check_eval(result, self.step)
         for callback in self.callbacks:
             callback.on_evaluate(self, result)
         if run_log is not None:
