@@ -43,13 +43,17 @@ def load_pretrained(path: str | Path, allowed_targets: Iterable[str] = (),
     """Load the model directory ``path``: a uer checkpoint (``config.yaml``) or a Hugging Face
     model (``config.json``), detected by :func:`uer.convert.files.kind_of`.
 
-    A uer checkpoint's model config is instantiated only if every ``_target_`` names a class under
-    ``uer.`` or one of ``allowed_targets`` (``trainer.allowed_targets``; checked before anything is
-    built). A Hugging Face model is converted by its family's spec into a config uer composes itself,
-    so nothing in its files names code. Loading never changes the global RNG.
+    A uer checkpoint's ``config.yaml`` is read as data within size and node limits, and refused if
+    it holds an interpolation (:func:`uer.models.pretrained.load_config`); its model config is
+    instantiated only if every ``_target_`` names a model part: an ``nn.Module`` class of uer's part
+    packages, or under one of ``allowed_targets`` (``trainer.allowed_targets``;
+    :func:`uer.models.registry.check_parts`, before anything is built). The rest of the config is
+    returned as values, never built. A Hugging Face model is converted by its family's spec into a
+    config uer composes itself, so nothing in its files names code (its config.json is read within
+    the same limits). Loading never changes the global RNG.
 
     Args:
-        allowed_targets: ``_target_`` prefixes trusted besides ``uer.``.
+        allowed_targets: prefixes of the user's model parts (``nn.Module`` classes) trusted besides uer's.
         dtype: the parameters' dtype; None keeps the stored one (what an exact conversion needs).
 
     Raises:

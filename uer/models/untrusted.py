@@ -7,7 +7,9 @@ Face ``config.json``) as plain data, within limits, before anything else looks a
   once it would expand to more than :data:`MAX_NODES` nodes or nest deeper than :data:`MAX_DEPTH`;
   aliases count as the nodes they stand for, so a "billion laughs" alias bomb (a few hundred bytes
   that expand exponentially) is refused after reading a few hundred events instead of taking
-  minutes and gigabytes in OmegaConf.
+  minutes and gigabytes in OmegaConf. The limit leaves room for a fine-tuned classifier of some
+  50,000 classes (its label names are recorded four times); a file at the limit takes OmegaConf
+  seconds and a few hundred MB, not more.
 - Interpolations: checkpoints are saved resolved (:func:`uer.models.pretrained.save_pretrained`), so
   a ``${...}`` in one (``${oc.env:HOME}``, ``${now:...}``) was put there by hand; it is refused
   rather than resolved later by whatever reads the key (and a config.json value that OmegaConf
@@ -26,9 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from uer.errors import UerError
 
-MAX_BYTES = 4 * 2**20
-"""Largest config file read, in bytes (4 MiB)."""
-MAX_NODES = 100_000
+MAX_BYTES = 8 * 2**20
+"""Largest config file read, in bytes (8 MiB)."""
+MAX_NODES = 250_000
 """Most YAML/JSON nodes (scalars and collections, aliases expanded) a config may hold."""
 MAX_DEPTH = 64
 """Deepest nesting of collections a config may have."""
