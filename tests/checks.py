@@ -1,6 +1,9 @@
 """Assertions shared by test files (imported as ``from checks import ...``)."""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 
 from uer.errors import UerError
@@ -31,3 +34,9 @@ def assert_parity(actual, expected, msg: str | None = None) -> None:
 
     scale = max(1.0, float(expected.detach().abs().max())) if expected.numel() else 1.0
     torch.testing.assert_close(actual, expected, rtol=PARITY_RTOL, atol=PARITY_ATOL * scale, msg=msg)
+
+
+def digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under the directory ``root``, by relative path: what "untouched" compares."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}

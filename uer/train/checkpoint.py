@@ -116,36 +116,60 @@ def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
 def load_state(directory: Path, rank: int = 0) -> dict:
     """Read ``state/`` of a checkpoint (tensors and plain containers only): scheduler, trainer,
     ``optimizer`` (None when the optimizer is sharded in ``state/dcp/``) and this ``rank``'s
-    ``rng`` (None when the checkpoint was written by fewer processes).
+    ``rng`` (None when the checkpoint was written by fewer processes). Only reads: whether the
+    content fits a run is :func:`uer.train.state_check.check_state`.
 
     Raises:
-        UerError: the checkpoint has no complete training state.
+        UerError: a state file is missing, unreadable (truncated, not a torch file, not JSON) or holds
+            objects other than tensors and plain containers; the line names the file.
     """
     state_dir = Path(directory) / "state"
     sharded = (state_dir / "dcp").is_dir()
-    try:
-        state = {key: torch.load(state_dir / f"{key}.pt", weights_only=True)
-                 for key in ("scheduler",) + (() if sharded else ("optimizer",))}
-        state.setdefault("optimizer", None)
-        rng = state_dir / rng_file(rank)
-        state["rng"] = torch.load(rng, weights_only=True) if rng.is_file() or rank == 0 else None
-        state["trainer"] = json.loads((state_dir / "trainer.json").read_text())
-    except pickle.UnpicklingError:  # weights_only=True met something else: never unpickle it
-        raise UerError(f"{directory}: state/ holds objects other than tensors and plain containers; "
-                       "refusing to load it") from None
-    except (OSError, RuntimeError, ValueError, EOFError) as e:
-        raise UerError(f"{directory}: no resumable training state ({str(e).splitlines()[0]})") from None
+    state = {"optimizer": None, "rng": None}
+    for key in ("scheduler",) + (() if sharded else ("optimizer",)) + ("rng",):
+        path = state_dir / (rng_file(rank) if key == "rng" else f"{key}.pt")
+        if key != "rng" or rank == 0 or path.is_file():
+            state[key] = read_state_file(path, lambda p: torch.load(p, weights_only=True))
+    state["trainer"] = read_state_file(state_dir / "trainer.json", lambda p: json.loads(p.read_text()))
     return state
+
+
+def read_state_file(path: Path, read):
+    """``read(path)``, its failures turned into one line naming ``path``.
+
+    Raises:
+        UerError: missing or unreadable, or (``torch.load(weights_only=True)``) holding other objects
+            than tensors and plain containers, which are never unpickled.
+    """
+    if not path.is_file():
+        raise UerError(f"{path}: missing; no resumable training state")
+    try:
+        return read(path)
+    except pickle.UnpicklingError:  # weights_only=True met something else: never unpickle it
+        raise UerError(f"{path}: holds objects other than tensors and plain containers; refusing to load it") from None
+    except (OSError, RuntimeError, ValueError, EOFError, KeyError, TypeError, IndexError, AttributeError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UerError(f"{path}: not readable, no resumable training state ({reason})") from None
 
 
 def load_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Load the model and optimizer shards of ``directory/state/dcp`` (written by
     :func:`save_checkpoint` under FSDP2) into ``model`` and ``optimizer``, resharded to the current
-    processes (any number; also one plain process)."""
+    processes (any number; also one plain process).
+
+    Raises:
+        UerError: a shard is missing or does not fit (the metadata is checked before, by
+            :func:`uer.train.state_check.check_dcp`).
+    """
     import torch.distributed.checkpoint as dcp  # FSDP2 only, and seconds to import: loaded when used
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict  # lazy: as dcp above
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optimizer": optim_sd}
-    dcp.load(state, checkpoint_id=str(Path(directory) / "state" / "dcp"))
+    shards = Path(directory) / "state" / "dcp"
+    try:
+        dcp.load(state, checkpoint_id=str(shards))
+    except Exception as e:  # noqa: BLE001 - DCP wraps each rank's failure in its own types
+        raise UerError(f"{shards}: the shards cannot be loaded ({(str(e).splitlines() or [type(e).__name__])[0]})") \
+            from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])

@@ -3,6 +3,7 @@ and TensorBoard scalars."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -98,14 +99,23 @@ class Evaluation:
 
 class RunLog:
     """Appends records to ``<output_dir>/metrics.jsonl`` and TensorBoard event files in
-    ``<output_dir>/tensorboard`` (tags ``<split>/<name>``)."""
+    ``<output_dir>/tensorboard`` (tags ``<split>/<name>``).
 
-    def __init__(self, output_dir: Path):
+    A run that starts at step ``start`` (resumed from a checkpoint, or 0) first drops the records of
+    later steps that an earlier, crashed attempt logged past its last checkpoint, and a line cut off
+    by the crash: ``metrics.jsonl`` is rewritten atomically (temp file, fsync, rename), and
+    TensorBoard hides events from step ``start + 1`` on (``purge_step``). So no (step, split) pair
+    appears twice however often a run is resumed.
+    """
+
+    def __init__(self, output_dir: Path, start: int = 0):
         from torch.utils.tensorboard import SummaryWriter  # lazy: loads tensorboard; rank 0 only
 
         self.path = Path(output_dir) / "metrics.jsonl"
+        if self.path.is_file():
+            keep_until(self.path, start)
         self.file = self.path.open("a", encoding="utf-8")
-        self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+        self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"), purge_step=start + 1)
 
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
         record = {"step": step, "split": split, "time": round(time.time(), 3), **values}
@@ -117,3 +127,21 @@ class RunLog:
     def close(self) -> None:
         self.file.close()
         self.writer.close()
+
+
+def keep_until(path: Path, step: int) -> None:
+    """Rewrite the JSON-lines file ``path`` atomically with only its complete records of steps <= ``step``."""
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut off by a crash
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(f".tmp-{path.name}")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
