@@ -14,12 +14,37 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from uer.errors import UerError
+
 Collate = Callable[[dict[str, list], list[np.random.Generator]], dict[str, torch.Tensor]]
+SEED_LIMIT = 2**32
+"""Seeds are in ``[0, SEED_LIMIT)``: what ``numpy.random.seed`` and the seeds torch gives loader
+workers accept, and small enough that ``seed · 1_000_003 + epoch`` fits a torch generator."""
+
+
+def check_loader_options(data_cfg) -> None:
+    """Raise :class:`UerError` naming the key for a loader option of the ``data`` config section
+    that no run can use: ``batch_size`` < 1, ``eval_samples`` or ``num_workers`` < 0, or a ``seed``
+    outside ``[0, 2**32)`` (each must be an integer)."""
+    ranges = {"batch_size": (1, None), "eval_samples": (0, None), "num_workers": (0, None), "seed": (0, SEED_LIMIT)}
+    for key, (low, high) in ranges.items():
+        value = data_cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value >= high):
+            rule = f"an integer >= {low}" + (f" and < 2**{high.bit_length() - 1}" if high else "")
+            raise UerError(f"data.{key}={value}: must be {rule}")
 
 
 def split_indices(num_rows: int, eval_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded split of ``range(num_rows)`` into (train, eval) index arrays; eval gets
-    ``min(eval_samples, num_rows // 10)`` rows so training keeps at least 90%."""
+    ``min(eval_samples, num_rows // 10)`` rows so training keeps at least 90%.
+
+    Raises:
+        ValueError: a negative ``eval_samples`` (which would otherwise swap the two splits).
+    """
+    if eval_samples < 0:
+        raise ValueError(f"eval_samples={eval_samples}: must be >= 0")
     order = np.random.default_rng([seed, 0x5EED]).permutation(num_rows)
     n_eval = min(eval_samples, num_rows // 10)
     return np.sort(order[n_eval:]), np.sort(order[:n_eval])

@@ -11,6 +11,7 @@ from uer.errors import UerError
 from uer.models.legacy import upgrade_model_config
 from uer.models.model import Model
 from uer.models.registry import DEFAULT_ALLOWED, check_parts, check_targets
+from uer.models.sizes import check_sizes
 
 __all__ = ["DEFAULT_ALLOWED", "PARTS", "build_model", "check_targets"]  # check_targets: data configs use it too
 PARTS = ("embedding", "encoder", "target", "tgt_embedding", "decoder")
@@ -39,6 +40,7 @@ def build_model(cfg: DictConfig, allowed: Iterable[str] = DEFAULT_ALLOWED) -> Mo
     for part in ("embedding", "encoder", "target"):
         if resolved.get(part) is None:
             raise UerError(f"model config has no {part}; a preset names one in its defaults list")
+    check_sizes(resolved)  # sizes and rates in range, before any constructor sees them
     try:
         parts = {p: instantiate(resolved[p], _convert_="all") for p in PARTS if resolved.get(p) is not None}
     except Exception as e:  # hydra wraps constructor errors; keep the first line, which names the problem

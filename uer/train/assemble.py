@@ -14,11 +14,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from uer.data.loader import BatchLoader
+from uer.data.loader import BatchLoader, check_loader_options
 from uer.errors import UerError
 from uer.train import distributed
 from uer.train.callbacks import Callback
-from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer, validated
+from uer.train.config import (OptimConfig, SchedulerConfig, TrainerConfig, check_optim, check_scheduler,
+                              check_trainer, validated)
 from uer.train.optim import build_optimizer, build_scheduler
 from uer.train.trainer import Trainer, pick_device
 
@@ -34,15 +35,22 @@ class Settings(NamedTuple):
 
 
 def settings(cfg: DictConfig) -> Settings:
-    """Validate ``cfg.trainer``, ``cfg.optim`` and ``cfg.scheduler`` against their schemas.
+    """Validate ``cfg.trainer``, ``cfg.optim`` and ``cfg.scheduler`` against their schemas and
+    their values' ranges, and the loader options of ``cfg.data`` if the config has that section.
 
     Raises:
-        UerError: an unknown key, a value of the wrong type, or a trainer value no run can use.
+        UerError: an unknown key, a value of the wrong type, or a value no run can use (the message
+            names the key: ``optim.lr=-1.0: must be > 0``).
     """
     t = validated(cfg.trainer, TrainerConfig, "trainer")
     check_trainer(t)
     optim = validated(cfg.optim, OptimConfig, "optim")
-    return Settings(t, optim, validated(cfg.scheduler, SchedulerConfig, "scheduler"))
+    check_optim(optim)
+    scheduler = validated(cfg.scheduler, SchedulerConfig, "scheduler")
+    check_scheduler(scheduler)
+    if cfg.get("data") is not None:
+        check_loader_options(cfg.data)
+    return Settings(t, optim, scheduler)
 
 
 class Data(NamedTuple):

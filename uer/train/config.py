@@ -2,11 +2,14 @@
 of valid keys (DESIGN §3)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from uer.data.loader import SEED_LIMIT
 from uer.errors import UerError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -80,8 +83,21 @@ def validated(cfg: DictConfig, schema: type, group: str):
         raise UerError(f"bad value for {group}.{key}: {str(e).splitlines()[0]}") from None
 
 
+def require(ok: bool, key: str, value, rule: str) -> None:
+    """Raise ``UerError("<key>=<value>: must be <rule>")`` unless ``ok``."""
+    if not ok:
+        raise UerError(f"{key}={value}: must be {rule}")
+
+
+def in_unit(x: float, closed: bool = False) -> bool:
+    """``x`` in [0, 1) (or [0, 1] when ``closed``); False for NaN."""
+    return 0 <= x <= 1 if closed else 0 <= x < 1
+
+
 def check_trainer(t: TrainerConfig) -> None:
-    """Raise :class:`UerError` for values no run can use (non-positive steps, unknown precision)."""
+    """Raise :class:`UerError` for values no run can use: non-positive steps, an unknown precision,
+    strategy or policy, a negative ``grad_clip`` or ``seed`` (seeds must be < 2**32, what numpy and
+    torch's loader workers accept), a CUDA device the machine does not have."""
     if t.precision not in PRECISIONS:
         raise UerError(f"trainer.precision={t.precision}; choose one of {', '.join(PRECISIONS)}")
     for key in ("max_steps", "accumulation_steps", "log_every", "keep_last"):
@@ -90,9 +106,43 @@ def check_trainer(t: TrainerConfig) -> None:
     for key in ("save_every", "eval_every", "max_consecutive_skips"):
         if getattr(t, key) < 0:
             raise UerError(f"trainer.{key} must be >= 0 (0 = off), got {getattr(t, key)}")
-    if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
-        raise UerError(f"trainer.device={t.device}; choose auto, cpu or cuda")
+    require(0 <= t.seed < SEED_LIMIT, "trainer.seed", t.seed, f">= 0 and < 2**{SEED_LIMIT.bit_length() - 1}")
+    require(math.isfinite(t.grad_clip) and t.grad_clip >= 0, "trainer.grad_clip", t.grad_clip, ">= 0 (0 = off)")
+    check_device(t.device, "trainer.device")
     if t.strategy not in STRATEGIES:
         raise UerError(f"trainer.strategy={t.strategy}; choose one of {', '.join(STRATEGIES)}")
     if t.on_nonfinite not in NONFINITE_POLICIES:
         raise UerError(f"trainer.on_nonfinite={t.on_nonfinite}; choose one of {', '.join(NONFINITE_POLICIES)}")
+
+
+def check_device(name: str, key: str) -> None:
+    """Raise :class:`UerError` unless ``name`` is ``auto``, ``cpu``, or a CUDA device (``cuda``,
+    ``cuda:N``) that this machine has; ``key`` names the option in the message."""
+    if name in ("auto", "cpu"):
+        return
+    index = name[len("cuda:"):] if name.startswith("cuda:") else "0" if name == "cuda" else None
+    if index is None or not index.isdigit():
+        raise UerError(f"{key}={name}; choose auto, cpu or cuda")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise UerError(f"{key}={name}: no CUDA device is available")
+    require(int(index) < count, key, name, f"one of the {count} CUDA devices (cuda:0 ... cuda:{count - 1})")
+
+
+def check_optim(o: OptimConfig) -> None:
+    """Raise :class:`UerError` (naming the key) for a learning rate or ``eps`` that is not a finite
+    number > 0, ``betas`` not two numbers in [0, 1), a ``momentum`` outside [0, 1), or a negative
+    ``weight_decay`` (the ranges torch.optim's Adam, AdamW and SGD accept, NaN and inf excluded)."""
+    require(math.isfinite(o.lr) and o.lr > 0, "optim.lr", o.lr, "> 0")
+    require(math.isfinite(o.eps) and o.eps > 0, "optim.eps", o.eps, "> 0")
+    require(len(o.betas) == 2 and all(in_unit(b) for b in o.betas), "optim.betas", o.betas,
+            "two numbers in [0, 1)")
+    require(in_unit(o.momentum), "optim.momentum", o.momentum, "in [0, 1)")
+    require(math.isfinite(o.weight_decay) and o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0")
+
+
+def check_scheduler(s: SchedulerConfig) -> None:
+    """Raise :class:`UerError` for a ``warmup_ratio`` outside [0, 1] or a negative ``warmup_steps``."""
+    require(in_unit(s.warmup_ratio, closed=True), "scheduler.warmup_ratio", s.warmup_ratio, "in [0, 1]")
+    if s.warmup_steps is not None:
+        require(s.warmup_steps >= 0, "scheduler.warmup_steps", s.warmup_steps, ">= 0 (null = warmup_ratio)")
