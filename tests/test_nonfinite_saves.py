@@ -6,38 +6,18 @@ the step and the last good checkpoint; every checkpoint left holds finite weight
 byte for byte as it was written, and no temporary directory remains."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 import torch
+from faults import digest, pretrain
 from runs import run_args
 from safetensors.torch import load_file
 
-from uer.cli.pretrain import main as pretrain_main
 from uer.train.trainer import Trainer
 
 UNREAD = "embedding.position.weight"
 """Its last row (position 511) is never read by 32-token batches: a NaN there leaves the loss finite."""
-
-
-def digest(directory: Path) -> dict[str, str]:
-    """sha256 of every file under ``directory``, by relative path."""
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """One dataset cache for the runs of this module (the corpus is preprocessed once)."""
-    return tmp_path_factory.mktemp("cache")
-
-
-def pretrain(monkeypatch, capsys, cache: Path, args: list[str]) -> tuple[int, list[str]]:
-    """``uer-pretrain <args>`` in this process: the exit status and the ``error:`` lines."""
-    monkeypatch.setenv("UER_CACHE", str(cache))
-    code = pretrain_main(args)
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
 
 
 def assert_no_bad_checkpoint(out: Path) -> None:
@@ -49,7 +29,7 @@ def assert_no_bad_checkpoint(out: Path) -> None:
 
 
 @pytest.mark.parametrize("policy", ["stop", pytest.param("skip", marks=pytest.mark.slow)])
-def test_a_nan_weight_with_a_finite_loss_is_never_saved(policy, small_corpus, cache, tmp_path, monkeypatch, capsys):
+def test_a_nan_weight_with_a_finite_loss_is_never_saved(policy, small_corpus, tmp_path, monkeypatch, capsys):
     out, kept = tmp_path / "run", {}
     next_step = Trainer.next_step
 
@@ -65,7 +45,7 @@ def test_a_nan_weight_with_a_finite_loss_is_never_saved(policy, small_corpus, ca
     args = run_args("bert_tiny", small_corpus, out, 3, "data.batch_size=4", "trainer.save_every=2",
                     "trainer.log_every=1", f"trainer.on_nonfinite={policy}",
                     "data.eval_samples=0")  # no final evaluation: the final save meets the NaN
-    code, errors = pretrain(monkeypatch, capsys, cache, args)
+    code, errors = pretrain(capsys, args)
     assert code == 2 and len(errors) == 1, errors
     assert (f"step 3: non-finite weights in {UNREAD} (trainer.on_nonfinite={policy}); not saved; "
             f"last good checkpoint: {out / 'checkpoints' / 'step_0000002'}") in errors[0]
@@ -75,17 +55,17 @@ def test_a_nan_weight_with_a_finite_loss_is_never_saved(policy, small_corpus, ca
     assert "NaN" not in (out / "metrics.jsonl").read_text()
 
 
-def test_weights_overflowing_in_one_step_leave_no_checkpoint(small_corpus, cache, tmp_path, monkeypatch, capsys):
+def test_weights_overflowing_in_one_step_leave_no_checkpoint(small_corpus, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"  # loss and gradient norm of step 1 are finite; the update is not
     args = run_args("bert_tiny", small_corpus, out, 1, "data.batch_size=4", "optim.lr=1e38",
                     "scheduler=constant", "scheduler.warmup_steps=0", "data.eval_samples=0")
-    code, errors = pretrain(monkeypatch, capsys, cache, args)
+    code, errors = pretrain(capsys, args)
     assert code == 2 and len(errors) == 1, errors
     assert "step 1: non-finite weights in embedding." in errors[0] and errors[0].endswith("last good checkpoint: none")
     assert not out.exists()  # nothing was written: the run leaves no output dir
 
 
-def test_a_nan_evaluation_loss_stops_the_run(small_corpus, cache, tmp_path, monkeypatch, capsys):
+def test_a_nan_evaluation_loss_stops_the_run(small_corpus, tmp_path, monkeypatch, capsys):
     out, kept = tmp_path / "run", {}
     evaluate = Trainer.evaluate
 
@@ -111,7 +91,7 @@ def test_a_nan_evaluation_loss_stops_the_run(small_corpus, cache, tmp_path, monk
     monkeypatch.setattr(Trainer, "evaluate", poisoned)
     args = run_args("bert_tiny", small_corpus, out, 4, "data.batch_size=4", "trainer.save_every=1",
                     "trainer.eval_every=2")
-    code, errors = pretrain(monkeypatch, capsys, cache, args)
+    code, errors = pretrain(capsys, args)
     assert code == 2 and len(errors) == 1, errors
     assert "step 4: non-finite evaluation loss=nan (trainer.on_nonfinite=stop)" in errors[0]
     assert errors[0].endswith(f"last good checkpoint: {out / 'checkpoints' / 'step_0000003'}")

@@ -1,8 +1,11 @@
 """``uer-pretrain +model=<preset> [key=value ...]``: pretrain a model (see the README).
 
 Under ``torchrun --nproc_per_node=N -m uer.cli.pretrain ...`` every process runs this; only rank 0
-logs and prints errors. Exit status: 0 done, 2 bad input (``error: ...``), 143 stopped by SIGTERM
-after writing a checkpoint (resume with ``trainer.resume=auto``).
+logs and prints errors. Exit status: 0 done, 2 bad input or a failed run (``error: ...``: a
+non-finite weight or loss, a full disk), 143 stopped by SIGTERM after writing a checkpoint (resume
+with ``trainer.resume=auto``). Under torchrun each process exits so, but torchrun itself exits 1
+after SIGTERM whatever its processes return: its elastic agent raises ``SignalException`` from its
+signal handler, stops the processes and re-raises it (``torch.distributed.elastic``).
 """
 from __future__ import annotations
 

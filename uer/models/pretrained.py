@@ -13,7 +13,9 @@ Hugging Face model, with its tokenizer, is :func:`uer.convert.load_pretrained`.
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -129,17 +131,60 @@ def save_pretrained(directory: Path, model: nn.Module, config: DictConfig, token
 def publish(staging: Path, directory: Path) -> None:
     """Make the finished ``staging`` directory ``directory`` (replacing an existing one) by renames,
     after fsyncing its files, so a crash at any moment leaves either the old or the new directory,
-    complete, never a renamed but half-written one (a power loss included)."""
+    complete, never a renamed but half-written one (a power loss included). On an error ``staging``
+    is removed and an existing ``directory`` is left as it was.
+
+    Raises:
+        UerError: a write or rename failed (the OS error named, see :func:`write_error`).
+    """
     staging, directory = Path(staging), Path(directory)
-    _sync_tree(staging)
-    if directory.exists():
-        old = directory.parent / f".old-{directory.name}"
-        os.replace(directory, old)
-        os.replace(staging, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, directory)
-    _sync_tree(directory.parent, recursive=False)
+    old = directory.parent / f".old-{directory.name}"
+    try:
+        _sync_tree(staging)
+        remove(old)  # left by a crash between the two renames below; ``directory`` is rewritten anyway
+        if directory.exists() or directory.is_symlink():
+            os.replace(directory, old)
+            try:
+                os.replace(staging, directory)
+            except BaseException:
+                os.replace(old, directory)
+                raise
+            remove(old)
+        else:
+            os.replace(staging, directory)
+        _sync_tree(directory.parent, recursive=False)
+    except Exception as e:  # noqa: BLE001 - made one line by write_error
+        remove(staging)
+        raise write_error(str(directory), e) from None
+
+
+def remove(path: Path) -> None:
+    """Delete ``path`` if present: a file or symbolic link is unlinked (never followed), a directory
+    removed with its contents (``shutil.rmtree``, which unlinks the links inside without following them)."""
+    path = Path(path)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def write_error(what: str, e: BaseException) -> UerError:
+    """The one-line error for a failed write of ``what`` (a file or directory, named in the line).
+
+    The OS error behind ``e`` is named by its errno symbol and text, e.g. ``ENOSPC: No space left
+    on device`` (disk full): found in ``e``'s chain (``torch.save`` raises a RuntimeError while the
+    OSError of its file object is being handled) or in the text of a Rust library's error
+    (safetensors, tokenizers: ``... (os error 28)``); otherwise the error's first line.
+    """
+    seen: BaseException | None = e
+    while seen is not None:
+        code = seen.errno if isinstance(seen, OSError) else None
+        found = re.search(r"\(os error (\d+)\)", str(seen))
+        code = code or (int(found.group(1)) if found else None)
+        if code:
+            return UerError(f"{what}: write failed ({errno.errorcode.get(code, code)}: {os.strerror(code)})")
+        seen = seen.__cause__ or seen.__context__
+    return UerError(f"{what}: write failed ({type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]})")
 
 
 def _sync_tree(root: Path, recursive: bool = True) -> None:

@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from uer.errors import UerError
-from uer.models.pretrained import load_config, load_weights, publish, save_pretrained
+from uer.models.pretrained import load_config, load_weights, publish, remove, save_pretrained, write_error
 from uer.train import distributed
 
 __all__ = ["list_checkpoints", "load_config", "load_sharded", "load_state", "load_weights", "prune_checkpoints",
@@ -48,49 +47,98 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
     so a crash at any moment never leaves a directory that :func:`list_checkpoints` takes for
     complete. An existing ``directory`` is replaced.
 
-    In a multi-process run every rank calls this (it is collective, with barriers around the
-    rename): rank 0 writes the shared files, each rank its own ``state/rng_<rank>.pt``. For a model
-    sharded by FSDP2, model and optimizer shards go to ``state/dcp/`` with
-    ``torch.distributed.checkpoint`` (pass ``optimizer``; ``state["optimizer"]`` is unused) and rank
-    0 gathers the full weights into ``model.safetensors``.
+    In a multi-process run every rank calls this (it is collective: the ranks agree after each
+    phase, so a failure on one rank raises on all): rank 0 writes the shared files, each rank its own
+    ``state/rng_<rank>.pt``. For a model sharded by FSDP2, model and optimizer shards go to
+    ``state/dcp/`` with ``torch.distributed.checkpoint`` (pass ``optimizer``; ``state["optimizer"]``
+    is unused) and rank 0 gathers the full weights into ``model.safetensors``.
 
     Args:
         state: ``{"optimizer": ..., "scheduler": ..., "rng": ..., "trainer": json-able dict}`` or
             None for a weights-only export.
+
+    Raises:
+        UerError: a write failed, e.g. the disk is full (``ENOSPC``): one line naming the checkpoint
+            and the OS error, on every rank. The temp dir is removed; ``directory`` and every other
+            checkpoint are left as they were.
     """
     directory = Path(directory)
     tmp = directory.parent / f".tmp-{directory.name}"
     main = distributed.is_main()
-    if main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        (tmp / "state").mkdir(parents=True)
-    distributed.barrier()
-    full = None
-    if distributed.is_sharded(model):  # FSDP2 only: torch.distributed.checkpoint costs seconds to import
-        import torch.distributed.checkpoint as dcp  # lazy: only sharded (FSDP2) checkpoints use DCP
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
+    where = f"checkpoint {directory}"
+    try:
+        distributed.agree(attempt(where, lambda: stage(tmp) if main else None))
+        full = None
+        if distributed.is_sharded(model):  # FSDP2 only: torch.distributed.checkpoint costs seconds to import
+            full = save_shards(tmp, model, optimizer, state, where)
+        distributed.agree(attempt(where, lambda: write_files(tmp, model, config, tokenizer, state, full)))
+        if os.environ.get(SAVE_DELAY_ENV):
+            time.sleep(float(os.environ[SAVE_DELAY_ENV]))
+        distributed.agree(attempt(where, lambda: publish(tmp, directory) if main else None))
+    except BaseException:
+        if main:
+            remove(tmp)
+        raise
+    return directory
 
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if state is not None:
-            model_sd, optim_sd = get_state_dict(model, optimizer)
+
+def stage(tmp: Path) -> None:
+    """Create the empty temp dir ``tmp`` (with ``state/``), removing one left by a crash."""
+    remove(tmp)
+    (tmp / "state").mkdir(parents=True)
+
+
+def save_shards(tmp: Path, model: nn.Module, optimizer, state: dict | None, where: str) -> dict:
+    """FSDP2: write the model and optimizer shards to ``tmp/state/dcp`` (collective; skipped for a
+    weights-only export) and return the full weights, gathered to the CPU of rank 0.
+
+    Raises:
+        UerError: DCP failed to write (raised on every rank, as DCP reports failures to all).
+    """
+    import torch.distributed.checkpoint as dcp  # lazy: only sharded (FSDP2) checkpoints use DCP
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if state is not None:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        try:
             dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "state" / "dcp"))
-    if main:
+        except Exception as e:  # noqa: BLE001 - DCP wraps each rank's failure in its own types
+            raise write_error(where, e) from None
+    return full
+
+
+def write_files(tmp: Path, model: nn.Module, config: DictConfig, tokenizer, state: dict | None,
+                full: dict | None) -> None:
+    """This rank's files of the checkpoint in ``tmp``: on rank 0 weights, config, tokenizer and
+    ``state/`` (optimizer unless sharded, scheduler, trainer.json); on every rank its RNG state."""
+    if distributed.is_main():
         save_pretrained(tmp, model, config, tokenizer, full)
         if state is not None:
-            keys = ("scheduler",) if full is not None else ("optimizer", "scheduler")
-            for key in keys:
-                torch.save(state[key], tmp / "state" / f"{key}.pt")
+            for key in ("scheduler",) if full is not None else ("optimizer", "scheduler"):
+                save_tensors(state[key], tmp / "state" / f"{key}.pt")
             (tmp / "state" / "trainer.json").write_text(json.dumps(state["trainer"], indent=1))
     if state is not None:
-        torch.save(state["rng"], tmp / "state" / rng_file(distributed.rank()))
-    if os.environ.get(SAVE_DELAY_ENV):
-        time.sleep(float(os.environ[SAVE_DELAY_ENV]))
-    distributed.barrier()
-    if main:
-        publish(tmp, directory)
-    distributed.barrier()
-    return directory
+        save_tensors(state["rng"], tmp / "state" / rng_file(distributed.rank()))
+
+
+def save_tensors(obj, path: Path) -> None:
+    """``torch.save`` through a Python file object, so a failed write keeps its OSError (ENOSPC ...)
+    in the exception chain (a path gives only ``unexpected pos``)."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def attempt(where: str, fn) -> str | None:
+    """Call ``fn()``; None if it succeeded, else the one-line message of its failure (see
+    :func:`uer.models.pretrained.write_error`), for :func:`uer.train.distributed.agree`."""
+    try:
+        fn()
+    except UerError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - safetensors, tokenizers and torch raise their own types
+        return str(write_error(where, e))
+    return None
 
 
 def rng_file(rank: int) -> str:
@@ -99,18 +147,22 @@ def rng_file(rank: int) -> str:
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints under ``output_dir/checkpoints``, oldest first (temp dirs ignored)."""
+    """Complete checkpoints under ``output_dir/checkpoints``, oldest first: directories named
+    ``step_<N>`` (temp dirs ignored; a symbolic link is never taken for a checkpoint, so neither
+    resumed from nor pruned)."""
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := STEP_DIR.match(p.name)) and p.is_dir() and not p.is_symlink()]
     return [p for _, p in sorted(found)]
 
 
 def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` checkpoints."""
+    """Delete all but the newest ``keep_last`` checkpoints (real directories only, see
+    :func:`list_checkpoints`; links inside them are unlinked, never followed)."""
     for path in list_checkpoints(output_dir)[:-keep_last]:
-        shutil.rmtree(path)
+        remove(path)
 
 
 def load_state(directory: Path, rank: int = 0) -> dict:
