@@ -29,8 +29,9 @@ def describe(value) -> str:
     """A short description of a value found in a state file, for error messages."""
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    if isinstance(value, (bool, int, float)) or value is None:
-        return f"{value!r} ({type(value).__name__})"
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        text = repr(value)
+        return f"{text if len(text) <= 40 else text[:37] + '...'} ({type(value).__name__})"
     return f"a {type(value).__name__}"
 
 
