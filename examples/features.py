@@ -20,21 +20,38 @@ from uer.train.metrics import Evaluation
 from uer.train.trainer import DTYPES
 
 
-def read_tsv(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """Rows of a UTF-8 TSV file whose first line names the columns (``label<TAB>text_a`` ...), as
-    dicts holding the ``required`` columns and those of ``optional`` that the header has.
+def read_text(path: str | Path) -> str:
+    """The text of the UTF-8 file ``path``, without a leading byte order mark (as Windows editors
+    write one), so a TSV header or a labels file reads the same with or without it.
 
     Raises:
-        UerError: a missing file, a header without a required column, or a line with another number
-            of fields than the header (the message names the file and line).
+        UerError: a missing file, a directory, an unreadable file or one that is not UTF-8.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UerError(f"{path}: is a directory, expected a file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UerError(f"{path}: no such file") from None
     except UnicodeDecodeError as e:
         raise UerError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UerError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_tsv(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Rows of a UTF-8 TSV file whose first line names the columns (``label<TAB>text_a`` ...), as
+    dicts holding the ``required`` columns and those of ``optional`` that the header has (a byte
+    order mark before the header is dropped, see :func:`read_text`).
+
+    Raises:
+        UerError: a missing or unreadable file, a header without a required column or naming one
+            twice, or a line with another number of fields than the header (the message names the
+            file and line).
+    """
+    path = Path(path)
+    lines = read_text(path).splitlines()
     if not lines:
         raise UerError(f"{path}: empty file; expected a header line naming the columns")
     header = lines[0].split("\t")
@@ -42,6 +59,9 @@ def read_tsv(path: str | Path, required: tuple[str, ...], optional: tuple[str, .
     if missing:
         raise UerError(f"{path}: header {header} has no column {missing[0]!r} (needs {', '.join(required)})")
     keep = [c for c in (*required, *optional) if c in header]
+    twice = [c for c in keep if header.count(c) > 1]
+    if twice:
+        raise UerError(f"{path}: header {header} names the column {twice[0]!r} twice")
     where = {c: header.index(c) for c in keep}
     rows = []
     for number, line in enumerate(lines[1:], start=2):
@@ -52,6 +72,20 @@ def read_tsv(path: str | Path, required: tuple[str, ...], optional: tuple[str, .
             raise UerError(f"{path}:{number}: {len(fields)} fields, the header has {len(header)} ({', '.join(header)})")
         rows.append({c: fields[i] for c, i in where.items()})
     return rows
+
+
+def distinct(labels: list[str], path) -> list[str]:
+    """``labels`` unchanged if no label repeats (each must name one class id).
+
+    Raises:
+        UerError: a repeated label in the labels file ``path`` (named with the label).
+    """
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise UerError(f"task.labels={path}: label {label!r} appears twice; each label must be listed once")
+        seen.add(label)
+    return labels
 
 
 class Rows:

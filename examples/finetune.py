@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,15 +197,35 @@ class Job:
     run_config: DictConfig
 
 
+TASK_SIZES = {"seq_length": 3, "batch_size": 1, "doc_stride": 1, "max_query_length": 1, "max_answer_length": 1}
+"""Smallest value of each size in a recipe's ``task`` section (seq_length: ``[CLS] a [SEP] b [SEP]``
+needs three special tokens)."""
+
+
 def finetune_config(cfg: DictConfig) -> FinetuneConfig:
-    """The validated ``finetune`` group of a recipe config.
+    """The validated ``finetune`` group of a recipe config, after the ``task`` sizes
+    (:data:`TASK_SIZES`) and the trainer, optim and scheduler groups
+    (:func:`uer.train.assemble.settings`) are checked: every value is in range before anything is
+    read or built.
 
     Raises:
-        UerError: an unknown key, a value of the wrong type, or a negative ``patience``.
+        UerError: an unknown key, a value of the wrong type, or one out of range (naming the key).
     """
+    for key, low in TASK_SIZES.items():
+        value = cfg.task.get(key)
+        if key in cfg.task and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise UerError(f"task.{key}={value}: must be an integer >= {low}")
+    settings(cfg)
     ft = validated(cfg.finetune, FinetuneConfig, "finetune")
-    if ft.patience < 0:
-        raise UerError(f"finetune.patience must be >= 0 (0 = never stop early), got {ft.patience}")
+    if ft.epochs < 1:
+        raise UerError(f"finetune.epochs={ft.epochs}: must be >= 1")
+    for key in ("max_steps", "eval_every", "patience", "freeze_encoder_steps"):
+        if getattr(ft, key) < 0:
+            raise UerError(f"finetune.{key}={getattr(ft, key)}: must be >= 0 (0 = off)")
+    if not 0 < ft.layer_decay <= 1:
+        raise UerError(f"finetune.layer_decay={ft.layer_decay}: must be in (0, 1] (1 = off)")
+    if ft.class_weights is not None and not all(math.isfinite(w) and w >= 0 for w in ft.class_weights):
+        raise UerError(f"finetune.class_weights={ft.class_weights}: must be finite numbers >= 0")
     return ft
 
 

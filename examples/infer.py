@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from examples.finetune import load_task_checkpoint  # after the path above
 from uer.cli.common import run_command
 from uer.errors import UerError
+from uer.train.config import check_device
 from uer.train.trainer import pick_device
 
 TASKS = ("classification", "tagging", "qa")
@@ -32,6 +33,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = p.parse_args(argv)
+    check_device(args.device, "--device")
+    if args.batch_size < 1:
+        raise UerError(f"--batch-size={args.batch_size}: must be >= 1")
     model, cfg, tokenizer = load_task_checkpoint(args.checkpoint)
     if cfg.task.get("name") not in TASKS:
         raise UerError(f"{args.checkpoint}: unknown task {cfg.task.get('name')!r}; known: {', '.join(TASKS)}")

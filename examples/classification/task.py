@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.features import Collator, Rows, checkpoint_precision, predict, read_tsv, segments, with_specials
+from examples.features import (Collator, Rows, checkpoint_precision, distinct, predict, read_text, read_tsv, segments,
+                               with_specials)
 from uer.errors import UerError
 
 TARGET = "seq_cls"
@@ -21,19 +22,21 @@ def label_names(cfg: DictConfig, train: list[dict]) -> tuple[list[str], list[str
     else the sorted distinct labels of the training set (numerically when all are integers).
 
     Raises:
-        UerError: an unreadable labels file.
+        UerError: an unreadable labels file (missing, a directory, not UTF-8, not JSON), an entry
+            without a label, or a label listed twice.
     """
     if cfg.task.get("labels"):
         path = Path(cfg.task.labels)
+        text = read_text(path)
         try:
-            text = path.read_text(encoding="utf-8")
             items = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines()
                                                                             if x.strip()]
-        except (OSError, json.JSONDecodeError) as e:
-            raise UerError(f"task.labels={path}: not a JSON list or JSON lines ({e})") from None
-        labels = [str(x["label"]) if isinstance(x, dict) else str(x) for x in items]
-        names = [str(x.get("label_desc", x["label"])) if isinstance(x, dict) else str(x) for x in items]
-        return labels, names
+            labels = [str(x["label"]) if isinstance(x, dict) else str(x) for x in items]
+            names = [str(x.get("label_desc", x["label"])) if isinstance(x, dict) else str(x) for x in items]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UerError(f"task.labels={path}: not a JSON list or JSON lines of {{\"label\": ...}} "
+                           f"({type(e).__name__}: {e})") from None
+        return distinct(labels, path), names
     found = {row["label"] for row in train}
     labels = sorted(found, key=int) if all(x.lstrip("-").isdigit() for x in found) else sorted(found)
     return labels, labels

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.features import Collator, Rows, checkpoint_precision, predict, segments
+from examples.features import Collator, Rows, checkpoint_precision, predict, read_text, segments
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
@@ -44,7 +44,7 @@ def read_squad(path: str | Path, with_answers: bool = True) -> list[dict]:
         UerError: a missing or unreadable file, or a file that is not SQuAD-style JSON.
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+        data = json.loads(read_text(path))["data"]
         examples, skipped = [], []
         for article in data:
             for paragraph in article["paragraphs"]:
@@ -56,9 +56,9 @@ def read_squad(path: str | Path, with_answers: bool = True) -> list[dict]:
                         continue
                     examples.append({"id": qa["id"], "question": qa["question"], "context": context,
                                      "answers": answers})
-    except FileNotFoundError:
-        raise UerError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except UerError:
+        raise
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise UerError(f"{path}: not SQuAD-style JSON ({type(e).__name__}: {e})") from None
     if skipped:
         log.warning("%s: skipped %d of %d questions without an answer at its answer_start in the context "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from examples.features import Collator, Rows, checkpoint_precision, predict, read_tsv
+from examples.features import Collator, Rows, checkpoint_precision, distinct, predict, read_text, read_tsv
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
@@ -23,14 +23,29 @@ def tag_names(cfg: DictConfig, train: list[dict]) -> list[str]:
     list), else ``O`` then the sorted tags of the training set.
 
     Raises:
-        UerError: an unreadable labels file.
+        UerError: an unreadable labels file (missing, a directory, not UTF-8, not a JSON object or
+            list), a tag listed twice, or a label2id object whose ids repeat.
     """
     if cfg.task.get("labels"):
+        path = cfg.task.labels
+
+        def unique(pairs: list[tuple]) -> dict:  # json.loads alone keeps the last of two equal keys, silently
+            distinct([key for key, _ in pairs], path)
+            return dict(pairs)
+
         try:
-            found = json.loads(Path(cfg.task.labels).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise UerError(f"task.labels={cfg.task.labels}: not a JSON object or list ({e})") from None
-        return sorted(found, key=found.get) if isinstance(found, dict) else [str(t) for t in found]
+            found = json.loads(read_text(path), object_pairs_hook=unique)
+        except json.JSONDecodeError as e:
+            raise UerError(f"task.labels={path}: not a JSON object or list ({e})") from None
+        if isinstance(found, dict):
+            ids = list(found.values())
+            if not all(isinstance(i, int) for i in ids) or len(set(ids)) < len(ids):
+                raise UerError(f"task.labels={path}: a label2id object needs a distinct integer id per tag, "
+                               f"got {ids[:8]}")
+            return sorted(found, key=found.get)
+        if not isinstance(found, list):
+            raise UerError(f"task.labels={path}: not a JSON object or list")
+        return distinct([str(t) for t in found], path)
     tags = {t for row in train for t in row["label"].split()}
     return ["O", *sorted(tags - {"O"})]
 

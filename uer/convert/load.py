@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from uer.convert.files import kind_of
 from uer.convert.reader import read_hf
 from uer.data.tokenizer import Tokenizer
+from uer.errors import UerError
 from uer.models.build import DEFAULT_ALLOWED
 from uer.models.model import Model
 from uer.models.pretrained import load_model
@@ -67,6 +68,9 @@ def load_pretrained(path: str | Path, allowed_targets: Iterable[str] = (),
         if dtype is not None:
             model.to(dtype)
         return Pretrained(model, config, tokenizer)
-    model, config = load_model(path, DEFAULT_ALLOWED + tuple(allowed_targets), dtype)
-    tokenizer = Tokenizer.load(path) if (path / "tokenizer.json").is_file() else None
+    try:
+        model, config = load_model(path, DEFAULT_ALLOWED + tuple(allowed_targets), dtype)
+    except UerError as e:  # e.g. a config.yaml cut short lacks a part: say which checkpoint
+        raise e if str(path) in str(e) else UerError(f"checkpoint {path}: {e}") from None
+    tokenizer = Tokenizer.load(path) if (path / "tokenizer.json").exists() else None
     return Pretrained(model, config, tokenizer)

@@ -113,6 +113,8 @@ class Tokenizer:
             vocab, merges = spec.split(",", 1)
             return cls._finish(read_bpe(Path(vocab), Path(merges)), vocab)
         if path.is_dir():
+            if (path / "tokenizer.json").is_dir():
+                raise fail(path / "tokenizer.json", "is a directory, expected a file")
             if not (path / "tokenizer.json").is_file():
                 raise fail(path, "directory holds no tokenizer.json")
             tokenizer = cls._from_json(path / "tokenizer.json")

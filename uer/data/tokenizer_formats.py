@@ -188,8 +188,10 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path`` without a leading byte order mark (else it would be part of the
+    first token, e.g. ``\\ufeff[PAD]``)."""
     try:
-        return _read_bytes(path).decode("utf-8")
+        return _read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise fail(path, f"invalid UTF-8 at byte {e.start}") from None
 
