@@ -1,6 +1,6 @@
 """Issue 14, class 7 (faults while writing): a disk that fills up during a save (a real, small tmpfs)
-stops ``uer-pretrain`` with exit status 2 and one line naming the checkpoint and ``ENOSPC``, the
-previous checkpoint byte for byte as it was and no temporary directory left; a symbolic link inside
+stops ``uer-pretrain`` (and ``uer-soup``) with exit status 2 and one line naming the checkpoint and
+``ENOSPC``, the previous checkpoint byte for byte as it was and no temporary directory left; a symbolic link inside
 ``checkpoints/`` is never taken for a checkpoint, followed or deleted by pruning; under torchrun,
 SIGTERM makes every worker write the checkpoint of its last step and exit 143."""
 from __future__ import annotations
@@ -10,15 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from faults import digest, pretrain
 from runs import run_args
 
+from uer.cli.soup import main as soup_main
 from uer.train.checkpoint import list_checkpoints, prune_checkpoints
 from uer.train.trainer import Trainer
 
+LEGACY_BERT = Path(__file__).parent / "fixtures" / "legacy" / "bert"
 LEFT = 64 * 1024
 """Bytes left free on the small filesystem after the first checkpoint: less than a second one needs."""
 
@@ -39,6 +42,13 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
+def fill(disk: Path) -> None:
+    """Take all but :data:`LEFT` bytes of ``disk``'s free space."""
+    stats = os.statvfs(disk)
+    with open(disk / "filler", "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, stats.f_bavail * stats.f_frsize - LEFT)
+
+
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(small_corpus, small_disk, monkeypatch, capsys):
     out, kept = small_disk / "run", {}
     next_step = Trainer.next_step
@@ -46,9 +56,7 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(small_corpus, sma
     def fill_the_disk(self, batches, sums):  # after checkpoint 2: leave too little room for checkpoint 4
         if self.step == 2 and not kept:
             kept.update(digest(out / "checkpoints" / "step_0000002"))
-            free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
-            with open(small_disk / "filler", "wb") as f:
-                os.posix_fallocate(f.fileno(), 0, free - LEFT)
+            fill(small_disk)
         return next_step(self, batches, sums)
 
     monkeypatch.setattr(Trainer, "next_step", fill_the_disk)
@@ -59,6 +67,14 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(small_corpus, sma
                          "(ENOSPC: No space left on device)")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002"]  # no .tmp-*, no .old-*
     assert digest(out / "checkpoints" / "step_0000002") == kept
+
+
+def test_disk_full_during_a_soup_leaves_nothing(small_disk, capsys):
+    fill(small_disk)  # the averaged weights (570 kB) do not fit
+    code = soup_main([str(small_disk / "soup"), str(LEGACY_BERT), str(LEGACY_BERT)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and errors == [f"error: {small_disk / 'soup'}: write failed (ENOSPC: No space left on device)"]
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]  # no soup, no staging directory
 
 
 def test_links_in_checkpoints_are_never_followed_nor_pruned(tmp_path):

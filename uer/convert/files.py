@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
+from uer.models.pretrained import os_error, write_error
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 PASSED_THROUGH = ("preprocessor_config.json",)
@@ -109,7 +110,8 @@ def staged(dst: Path) -> Iterator[Path]:
     complete or absent.
 
     Raises:
-        UerError: ``dst`` already exists or its parent cannot be written.
+        UerError: ``dst`` already exists, its parent cannot be written, or a write failed (the OS
+            error named, e.g. ``ENOSPC``: disk full).
     """
     dst = Path(dst)
     if dst.exists():
@@ -120,7 +122,12 @@ def staged(dst: Path) -> Iterator[Path]:
     except OSError as e:
         raise UerError(f"{dst}: cannot write ({e.strerror or e})") from None
     try:
-        yield work / "out"
+        try:
+            yield work / "out"
+        except Exception as e:  # a write that failed (disk full ...): one line; anything else as it is
+            if isinstance(e, UerError) or os_error(e) is None:
+                raise
+            raise write_error(str(dst), e) from None
         try:
             os.replace(work / "out", dst)
         except OSError as e:

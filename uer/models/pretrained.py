@@ -168,23 +168,26 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def write_error(what: str, e: BaseException) -> UerError:
-    """The one-line error for a failed write of ``what`` (a file or directory, named in the line).
-
-    The OS error behind ``e`` is named by its errno symbol and text, e.g. ``ENOSPC: No space left
-    on device`` (disk full): found in ``e``'s chain (``torch.save`` raises a RuntimeError while the
-    OSError of its file object is being handled) or in the text of a Rust library's error
-    (safetensors, tokenizers: ``... (os error 28)``); otherwise the error's first line.
-    """
+def os_error(e: BaseException) -> str | None:
+    """The OS error behind ``e`` as ``<errno symbol>: <text>``, e.g. ``ENOSPC: No space left on
+    device`` (disk full), or None: found in ``e``'s chain (``torch.save`` raises a RuntimeError while
+    the OSError of its file object is being handled) or in the text of a Rust library's error
+    (safetensors, tokenizers: ``... (os error 28)``)."""
     seen: BaseException | None = e
     while seen is not None:
-        code = seen.errno if isinstance(seen, OSError) else None
         found = re.search(r"\(os error (\d+)\)", str(seen))
-        code = code or (int(found.group(1)) if found else None)
+        code = (seen.errno if isinstance(seen, OSError) else None) or (int(found.group(1)) if found else None)
         if code:
-            return UerError(f"{what}: write failed ({errno.errorcode.get(code, code)}: {os.strerror(code)})")
+            return f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
         seen = seen.__cause__ or seen.__context__
-    return UerError(f"{what}: write failed ({type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]})")
+    return None
+
+
+def write_error(what: str, e: BaseException) -> UerError:
+    """The one-line error for a failed write of ``what`` (a file or directory, named in the line):
+    the OS error behind ``e`` (:func:`os_error`), else ``e``'s type and first line."""
+    reason = os_error(e) or f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+    return UerError(f"{what}: write failed ({reason})")
 
 
 def _sync_tree(root: Path, recursive: bool = True) -> None:
