@@ -122,8 +122,7 @@ CASES = {
     "a key that would replace an attribute": ("scheduler.pt", torch_edit(lambda s: s.update(optimizer=None)),
                                               "scheduler.pt: the content has unknown keys ['optimizer']"),
     "RNG state of the wrong length": ("rng.pt", torch_edit(lambda r: r.update(torch=r["torch"][:10])),
-                                      "rng.pt: torch is a torch.uint8 tensor of shape (10,), expected a "
-                                      "torch.uint8 tensor of shape (5056,)"),
+                                      "rng.pt: torch is a torch.uint8 tensor of shape (10,), expected a torch.uint8"),
     "RNG state not a dict": ("rng.pt", torch_edit(lambda r: r["torch"], replace=True), "rng.pt: the content is a torch.uint8 tensor"),
     "CUDA RNG state of floats": ("rng.pt", torch_edit(lambda r: r.update(cuda=torch.zeros(1, 16))),
                                  "rng.pt: cuda is a torch.float32 tensor of shape (1, 16)"),
@@ -186,3 +185,41 @@ def test_loss_scaler_state_of_the_wrong_form(run, fresh):
                    f"{path}: scaler.scale is 'x' (str), expected a finite number")
     one_line_error(lambda: check_counters(path, {**saved, "scaler": {**good, "scale": -1.0}}, fp16, 2),
                    "scaler.scale is -1.0, expected > 0")
+
+
+def sharded_copy(run: Path, small_corpus: Path, tmp_path: Path, model_change=None) -> tuple[Path, object]:
+    """The run's checkpoint with its model and optimizer state in ``state/dcp`` (as FSDP2 writes it,
+    saved here in one process) instead of ``optimizer.pt``; ``model_change(model state)`` doctors the
+    shards. Returns the checkpoint and a new trainer of the run."""
+    import torch.distributed.checkpoint as dcp  # lazy: slow to import, and only this slow test uses it
+    from torch.distributed.checkpoint.state_dict import get_state_dict  # lazy: as dcp above
+
+    source = prepare(compose_config(args(small_corpus, tmp_path / "a", f"trainer.resume={run / 'checkpoints' / STEP}")))
+    model_sd, optim_sd = get_state_dict(source.model, source.optimizer)
+    if model_change:
+        model_change(model_sd)
+    copy = Path(shutil.copytree(run / "checkpoints" / STEP, tmp_path / STEP))
+    (copy / "state" / "optimizer.pt").unlink()
+    dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(copy / "state" / "dcp"))
+    return copy, prepare(compose_config(args(small_corpus, tmp_path / "b")))
+
+
+@pytest.mark.slow
+def test_sharded_state_metadata_is_checked(run, small_corpus, tmp_path):
+    good, trainer = sharded_copy(run, small_corpus, tmp_path / "good")
+    trainer.resume(good)  # a sound DCP checkpoint resumes in one process
+    assert trainer.step == 2 and trainer.optimizer.state
+
+    def transposed(model_sd):
+        model_sd["embedding.word.weight"] = model_sd["embedding.word.weight"].t().contiguous()
+
+    broken, trainer = sharded_copy(run, small_corpus, tmp_path / "shape", transposed)
+    metadata = broken / "state" / "dcp" / ".metadata"
+    one_line_error(lambda: trainer.resume(broken), f"{metadata}: model embedding.word.weight is torch.float32 "
+                   "of shape (128, 8000), the parameter is torch.float32 of shape (8000, 128)")
+    truncated(metadata, metadata.with_suffix(".cut"))
+    metadata.with_suffix(".cut").replace(metadata)
+    one_line_error(lambda: trainer.resume(broken), f"{metadata}: not readable")
+    metadata.unlink()
+    one_line_error(lambda: trainer.resume(broken), f"{metadata}: missing; the sharded training state is incomplete")
+    assert trainer.step == 0 and not trainer.optimizer.state

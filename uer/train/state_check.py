@@ -74,9 +74,8 @@ def check_form(value, template, where: str, key: str = "", allow_missing: bool =
     elif isinstance(template, float):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             fail("a finite number")
-    elif template is None or isinstance(template, str):
-        if type(value) is not type(template):
-            fail(describe(template))
+    elif (template is None or isinstance(template, str)) and type(value) is not type(template):
+        fail(describe(template))
 
 
 def check_optimizer(path: Path, saved, optimizer: torch.optim.Optimizer, names: dict[int, str]) -> None:
