@@ -55,6 +55,7 @@ def test_a_nan_weight_with_a_finite_loss_is_never_saved(policy, small_corpus, tm
     assert "NaN" not in (out / "metrics.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_weights_overflowing_in_one_step_leave_no_checkpoint(small_corpus, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"  # loss and gradient norm of step 1 are finite; the update is not
     args = run_args("bert_tiny", small_corpus, out, 1, "data.batch_size=4", "optim.lr=1e38",
@@ -69,10 +70,10 @@ def test_a_nan_evaluation_loss_stops_the_run(small_corpus, tmp_path, monkeypatch
     out, kept = tmp_path / "run", {}
     evaluate = Trainer.evaluate
 
-    def poisoned(self, run_log=None):  # the held-out loss of step 4 is NaN, the weights finite
-        if self.step != 4:
+    def poisoned(self, run_log=None):  # the held-out loss of step 2 is NaN, the weights finite
+        if self.step != 2:
             return evaluate(self, run_log)
-        kept.update(digest(out / "checkpoints" / "step_0000003"))
+        kept.update(digest(out / "checkpoints" / "step_0000001"))
         forward = self.forward
 
         def nan_loss(batch):
@@ -89,12 +90,12 @@ def test_a_nan_evaluation_loss_stops_the_run(small_corpus, tmp_path, monkeypatch
             self.forward = forward
 
     monkeypatch.setattr(Trainer, "evaluate", poisoned)
-    args = run_args("bert_tiny", small_corpus, out, 4, "data.batch_size=4", "trainer.save_every=1",
+    args = run_args("bert_tiny", small_corpus, out, 2, "data.batch_size=4", "trainer.save_every=1",
                     "trainer.eval_every=2")
     code, errors = pretrain(capsys, args)
     assert code == 2 and len(errors) == 1, errors
-    assert "step 4: non-finite evaluation loss=nan (trainer.on_nonfinite=stop)" in errors[0]
-    assert errors[0].endswith(f"last good checkpoint: {out / 'checkpoints' / 'step_0000003'}")
-    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_0000002", "step_0000003"]
-    assert digest(out / "checkpoints" / "step_0000003") == kept
+    assert "step 2: non-finite evaluation loss=nan (trainer.on_nonfinite=stop)" in errors[0]
+    assert errors[0].endswith(f"last good checkpoint: {out / 'checkpoints' / 'step_0000001'}")
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000001"]
+    assert digest(out / "checkpoints" / "step_0000001") == kept
     assert_no_bad_checkpoint(out)

@@ -53,20 +53,20 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(small_corpus, sma
     out, kept = small_disk / "run", {}
     next_step = Trainer.next_step
 
-    def fill_the_disk(self, batches, sums):  # after checkpoint 2: leave too little room for checkpoint 4
-        if self.step == 2 and not kept:
-            kept.update(digest(out / "checkpoints" / "step_0000002"))
+    def fill_the_disk(self, batches, sums):  # after checkpoint 1: leave too little room for checkpoint 2
+        if self.step == 1 and not kept:
+            kept.update(digest(out / "checkpoints" / "step_0000001"))
             fill(small_disk)
         return next_step(self, batches, sums)
 
     monkeypatch.setattr(Trainer, "next_step", fill_the_disk)
-    args = run_args("bert_tiny", small_corpus, out, 4, "data.batch_size=4", "trainer.save_every=2")
+    args = run_args("bert_tiny", small_corpus, out, 2, "data.batch_size=4", "trainer.save_every=1")
     code, errors = pretrain(capsys, args)
     assert code == 2 and len(errors) == 1, errors
-    assert errors[0] == (f"error: checkpoint {out / 'checkpoints' / 'step_0000004'}: write failed "
+    assert errors[0] == (f"error: checkpoint {out / 'checkpoints' / 'step_0000002'}: write failed "
                          "(ENOSPC: No space left on device)")
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002"]  # no .tmp-*, no .old-*
-    assert digest(out / "checkpoints" / "step_0000002") == kept
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000001"]  # no .tmp-*, no .old-*
+    assert digest(out / "checkpoints" / "step_0000001") == kept
 
 
 def test_disk_full_during_a_soup_leaves_nothing(small_disk, capsys):
