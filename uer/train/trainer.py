@@ -18,6 +18,7 @@ from uer.train.callbacks import Callback
 from uer.train.checkpoint import list_checkpoints, prune_checkpoints, save_checkpoint
 from uer.train.config import TrainerConfig
 from uer.train.flops import count_flops, peak_flops
+from uer.train.lock import own_output_dir
 from uer.train.metrics import Evaluation, MetricSums, RunLog, Throughput
 from uer.train.nonfinite import NonFiniteError, NonFiniteGuard
 from uer.train.state import capture, restore
@@ -190,18 +191,22 @@ class Trainer:
 
     def fit(self, until: int | None = None) -> dict[str, float]:
         """Train to ``max_steps`` (or stop after step ``until``, as a preempted run would, without
-        the final evaluation); returns the last logged train metrics and the final eval metrics."""
+        the final evaluation); returns the last logged train metrics and the final eval metrics.
+
+        Raises:
+            UerError: another run holds ``trainer.output_dir`` (see :mod:`uer.train.lock`); nothing
+                of it is touched.
+        """
         cfg = self.cfg
         stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
-        created = not self.output_dir.exists()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with distributed.StopRequest() as stop_request:
-                return self._fit(stop, stop_request)
-        except BaseException:
-            if created and self.main and not list_checkpoints(self.output_dir):  # leave nothing half-written
-                shutil.rmtree(self.output_dir, ignore_errors=True)
-            raise
+        with own_output_dir(self.output_dir) as created:  # one run per output dir, for the whole run
+            try:
+                with distributed.StopRequest() as stop_request:
+                    return self._fit(stop, stop_request)
+            except BaseException:
+                if created and not list_checkpoints(self.output_dir):  # leave nothing half-written
+                    shutil.rmtree(self.output_dir, ignore_errors=True)
+                raise
 
     def _fit(self, stop: int, stop_request: distributed.StopRequest) -> dict[str, float]:
         cfg = self.cfg
