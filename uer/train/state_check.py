@@ -95,7 +95,7 @@ def check_optimizer(path: Path, saved, optimizer: torch.optim.Optimizer, names: 
     if not isinstance(groups, list) or len(groups) != len(current):
         raise UerError(f"{path}: has {len(groups) if isinstance(groups, list) else describe(groups)} parameter "
                        f"groups, the optimizer has {len(current)}")
-    params, ids = {}, []
+    params: dict[int, tuple[int, torch.Tensor]] = {}  # saved id -> (position, parameter)
     for i, (group, live) in enumerate(zip(groups, current)):
         if not isinstance(group, dict) or not isinstance(group.get("params"), list):
             raise UerError(f"{path}: parameter group {i} is {describe(group)} without a list of params")
@@ -111,8 +111,7 @@ def check_optimizer(path: Path, saved, optimizer: torch.optim.Optimizer, names: 
             if not isinstance(pid, int) or isinstance(pid, bool) or pid in params:
                 raise UerError(f"{path}: parameter group {i} lists parameter id {pid!r} "
                                + ("twice" if pid in params else "(not an int)"))
-            params[pid] = param
-            ids.append(pid)
+            params[pid] = (len(params), param)
     if not isinstance(saved["state"], dict):
         raise UerError(f"{path}: state is {describe(saved['state'])}, expected a dict")
     required, allowed = next((keys for kind, keys in OPTIMIZER_STATE.items() if isinstance(optimizer, kind)),
@@ -120,8 +119,8 @@ def check_optimizer(path: Path, saved, optimizer: torch.optim.Optimizer, names: 
     for pid, entry in saved["state"].items():
         if pid not in params:
             raise UerError(f"{path}: holds state of parameter {pid!r}, which no parameter group lists")
-        param = params[pid]
-        what = f"{path}: state of parameter {ids.index(pid)} ({names.get(id(param), '?')})"
+        position, param = params[pid]
+        what = f"{path}: state of parameter {position} ({names.get(id(param), '?')})"
         check_parameter_state(what, entry, param, required, None if allowed is None else required | allowed)
 
 
@@ -143,8 +142,7 @@ def check_parameter_state(what: str, entry, param: torch.Tensor, required: set[s
                                                   + ([f"unknown keys {unknown}"] if unknown else [])))
     for key, value in entry.items():
         if key == "step":
-            number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 and value.ndim == 0 \
-                else value
+            number = value.item() if isinstance(value, torch.Tensor) and value.ndim == 0 else value
             if not isinstance(number, (int, float)) or isinstance(number, bool) or not 0 <= number < math.inf:
                 raise UerError(f"{what} has step {describe(value)}, expected a finite scalar >= 0")
         elif not isinstance(value, torch.Tensor):
