@@ -2,7 +2,8 @@
 stops ``uer-pretrain`` (and ``uer-soup``) with exit status 2 and one line naming the checkpoint and
 ``ENOSPC``, the previous checkpoint byte for byte as it was and no temporary directory left; a symbolic link inside
 ``checkpoints/`` is never taken for a checkpoint, followed or deleted by pruning; under torchrun,
-SIGTERM makes every worker write the checkpoint of its last step and exit 143."""
+SIGTERM makes the workers write the checkpoint of their last step, complete, and torchrun exit 1 with
+its own ``SignalException`` (as the README says: torchrun's behaviour, not the run's)."""
 from __future__ import annotations
 
 import os

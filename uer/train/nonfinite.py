@@ -38,7 +38,7 @@ def nonfinite_tensors(model: nn.Module) -> list[str]:
     Cost: one fused max-abs reduction over the local tensors (``torch._foreach_norm`` with
     ``ord=inf``, which propagates NaN and, unlike the 2-norm, cannot overflow for finite values; the
     local shards under FSDP2), one all-reduce of a flag per tensor and one host read: about one
-    read of the weights, paid only where a checkpoint is written or an evaluation ends.
+    read of the weights, paid only where a checkpoint is written or an evaluation starts.
     """
     named = [(k, v.to_local() if hasattr(v, "to_local") else v)  # FSDP2: this rank's shard of a DTensor
              for k, v in model.state_dict().items() if v.is_floating_point()]
