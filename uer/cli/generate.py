@@ -3,6 +3,7 @@ a causal LM or encoder-decoder checkpoint, one output line per prompt."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def read_prompts(path: str) -> list[str]:
         UerError: missing, unreadable, not UTF-8 or without lines.
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # without a byte order mark
     except FileNotFoundError:
         raise UerError(f"--input {path}: no such file") from None
     except UnicodeDecodeError as e:
@@ -67,15 +68,32 @@ def read_prompts(path: str) -> list[str]:
     return lines
 
 
+def check_numbers(options: argparse.Namespace) -> None:
+    """Raise :class:`UerError` naming the option for a NaN or infinite ``--temperature`` or
+    ``--length-penalty``, a ``--seed`` outside [0, 2**32) or a negative ``--decoder-start-token-id``
+    (the other ranges are checked where they are used)."""
+    for name in ("temperature", "length_penalty"):
+        if not math.isfinite(getattr(options, name)):
+            raise UerError(f"--{name.replace('_', '-')}={getattr(options, name)}: must be a finite number")
+    if not 0 <= options.seed < 2**32:
+        raise UerError(f"--seed={options.seed}: must be >= 0 and < 2**32")
+    if options.decoder_start_token_id is not None and options.decoder_start_token_id < 0:
+        raise UerError(f"--decoder-start-token-id={options.decoder_start_token_id}: must be a token id >= 0")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def job(args):
         options = parser().parse_args(args)
+        check_numbers(options)
         prompts = options.prompt if options.prompt else read_prompts(options.input)
         # lazy, deliberately: torch loads only past --help and a bad prompt file (0.1 s instead of 2-3 s)
         from uer.generation.text import generate_text, load_generator  # lazy
+        from uer.train.config import check_device  # lazy
         from uer.train.trainer import pick_device  # lazy
+
+        check_device(options.device, "--device")
 
         model, tokenizer, start = load_generator(options.checkpoint, options.allow_target)
         if options.decoder_start_token_id is not None:
