@@ -12,7 +12,9 @@ cache (``$UER_CACHE/datasets/<hash>``) and a second run with the same inputs ret
 train from it with ``uer-pretrain ... data.dataset=DIR``. An interrupted run, started again, reuses
 the shards it finished. Prints the dataset directory, rows and tokens (and, if any, how many lines
 were skipped as invalid UTF-8 under ``data.invalid_utf8=skip`` or split for being longer than
-1 MiB); on bad input prints ``error: <one line>`` to stderr and exits with 2.
+1 MiB); on bad input prints ``error: <one line>`` to stderr and exits with 2. SIGTERM or Ctrl-C
+stops the worker processes, keeps the finished shards for the next run and exits with 143 or 130.
+A second run of the same inputs while one is running waits for it and then returns its dataset.
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         from uer.models.build import DEFAULT_ALLOWED  # lazy
         from uer.preprocess.build import build_dataset, read_meta  # lazy
         from uer.preprocess.registry import options_from_config  # lazy
+        from uer.preprocess.shards import Terminated  # lazy
 
         cfg = compose_config(args, config_name="preprocess", need_model=False)
         allowed = DEFAULT_ALLOWED + tuple(cfg.trainer.allowed_targets)
-        path = build_dataset(options_from_config(cfg.data, allowed), output_dir=cfg.output)
+        try:
+            path = build_dataset(options_from_config(cfg.data, allowed), output_dir=cfg.output)
+        except Terminated as stop:
+            print("error: stopped by SIGTERM; the same command continues from the finished shards", file=sys.stderr)
+            return stop.code
         meta = read_meta(path)
         print(f"dataset: {path}\nrows: {meta['num_rows']}\ntokens: {meta['num_tokens']}")
         source = meta.get("source", {})

@@ -21,6 +21,7 @@ from uer.errors import UerError
 from uer.models.build import DEFAULT_ALLOWED, build_model
 from uer.models.pretrained import load_config, model_differences
 from uer.preprocess.build import build_dataset, load_dataset_dir
+from uer.preprocess.integrity import check_dataset_ids
 from uer.preprocess.registry import options_from_config
 from uer.train import distributed
 from uer.train.assemble import Data, build_trainer, settings
@@ -44,7 +45,7 @@ def load_data(data_cfg: DictConfig, tokenizer=None, allowed: tuple[str, ...] = D
     options = options_from_config(data_cfg, allowed)
     if tokenizer is None and options.tokenizer_spec():
         tokenizer = Tokenizer.load(options.tokenizer_spec())
-    dataset, meta, saved = load_dataset_dir(build_dataset(options, tokenizer))
+    dataset, meta, saved = load_dataset_dir(build_dataset(options, tokenizer), verify=False)  # checked by the build
     return dataset, meta, tokenizer or saved
 
 
@@ -145,6 +146,7 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
     dataset, meta, tokenizer = load_data(cfg.data, tokenizer, DEFAULT_ALLOWED + tuple(t.allowed_targets))
     fill_sizes(cfg.model, tokenizer, meta)
     run_cfg = resolve(cfg)
+    check_dataset_ids(dataset, run_cfg.model)  # ids beyond the vocabulary: one line, not a CUDA assert
     if init_cfg is not None:
         diffs = model_differences(resolve(init_cfg.model), run_cfg.model)
         if diffs:
