@@ -17,7 +17,8 @@ from runs import run_args
 
 from uer.cli.pretrain import main as pretrain_main
 from uer.config import compose_config
-from uer.train.run import prepare, pretrain
+from uer.train.metrics import batch_size_of
+from uer.train.run import prepare
 
 STEPS, SAVE, LOG = 4, 3, 2  # checkpoint at 3; log lines at 2 and 4: step 4 is logged past the checkpoint
 
@@ -53,20 +54,22 @@ def copy(run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(run, tmp_path / "run"))
 
 
-def test_counters_continue_and_no_step_is_logged_twice(killed, small_corpus, tmp_path):
-    straight = tmp_path / "straight"
-    pretrain(compose_config(args(small_corpus, straight)))
-    out = copy(killed, tmp_path)
-    at_checkpoint = counters(out / "checkpoints" / "step_0000003")
-    assert at_checkpoint == counters(straight / "checkpoints" / "step_0000003")
-    assert at_checkpoint["samples_seen"] == SAVE * 4 and at_checkpoint["tokens_seen"] > 0  # steps after the log too
+def seen(loader, steps: int) -> dict:
+    """The counters after ``steps`` steps of one batch from ``loader`` (epoch 0, in order): what
+    ``trainer.json`` must say (:func:`uer.train.metrics.batch_size_of` defines a real token)."""
+    sizes = [batch_size_of(batch) for batch, _ in zip(loader.epoch_batches(0), range(steps))]
+    return {"step": steps, "samples_seen": sum(n for n, _ in sizes), "tokens_seen": sum(t for _, t in sizes)}
 
+
+def test_counters_continue_and_no_step_is_logged_twice(killed, small_corpus, tmp_path):
+    out = copy(killed, tmp_path)
     resumed = prepare(compose_config(args(small_corpus, out, "trainer.resume=auto")))
+    at_checkpoint = counters(out / "checkpoints" / "step_0000003")
+    assert at_checkpoint == seen(resumed.train_loader, SAVE)  # with the step after the last log line
     assert (resumed.step, resumed.samples_seen, resumed.tokens_seen) == tuple(at_checkpoint.values())
     resumed.fit()
-    last = f"step_{STEPS:07d}"
-    assert counters(out / "checkpoints" / last) == counters(straight / "checkpoints" / last)
-    assert records(out) == records(straight) == [(2, "train"), (4, "train"), (4, "eval")]
+    assert counters(out / "checkpoints" / f"step_{STEPS:07d}") == seen(resumed.train_loader, STEPS)
+    assert records(out) == [(2, "train"), (4, "train"), (4, "eval")]  # the killed run's step 4 once
     assert not list(out.glob(".tmp-*"))
 
 
@@ -89,15 +92,15 @@ def test_changed_optimizer_and_schedule_settings_are_applied(killed, small_corpu
         assert group["lr"] == pytest.approx(lr * cosine(SAVE, 1, total), rel=1e-12, abs=0)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
 
-    resumed.fit(until=SAVE + 2)
+    resumed.fit(until=SAVE + 1)  # logs step 4 and saves it
     logged = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["step"] == SAVE + 1]
-    assert logged and logged[0]["lr"] == pytest.approx(lr * cosine(SAVE + 1, 1, total), rel=1e-12, abs=0)
-    written = out / "checkpoints" / f"step_{SAVE + 2:07d}"
+    assert len(logged) == 1 and logged[0]["lr"] == pytest.approx(lr * cosine(SAVE + 1, 1, total), rel=1e-12, abs=0)
+    written = out / "checkpoints" / f"step_{SAVE + 1:07d}"
     config = OmegaConf.load(written / "config.yaml")
     saved = torch.load(written / "state" / "optimizer.pt", weights_only=True)["param_groups"][0]
     assert config.optim.lr == lr and list(config.optim.betas) == [0.8, 0.99] and config.trainer.max_steps == total
     assert saved["initial_lr"] == lr and saved["betas"] == (0.8, 0.99) and saved["weight_decay"] == 0.05
-    assert saved["lr"] == pytest.approx(lr * cosine(SAVE + 2, 1, total), rel=1e-12, abs=0)
+    assert saved["lr"] == pytest.approx(lr * cosine(SAVE + 1, 1, total), rel=1e-12, abs=0)
 
 
 def test_another_optimizer_is_refused_and_the_run_left_untouched(killed, small_corpus, tmp_path, capsys):
