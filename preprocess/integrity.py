@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,9 +54,13 @@ def tree_records(directory: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]
 
 
 def damage(path: Path, record: dict) -> str | None:
-    """What is wrong with ``path`` against its ``record`` (missing, size, checksum), or None if it matches."""
+    """What is wrong with ``path`` against its ``record`` (missing, not a regular file, size,
+    checksum), or None if it matches. The size is compared first, so only a file of the right size is read."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return f"{path.name} is not a regular file"
+        size = info.st_size
         if size != record["size"]:
             return f"{path.name} has {size} bytes, {record['size']} were written"
         with open(path, "rb") as handle:
@@ -69,8 +74,12 @@ def damage(path: Path, record: dict) -> str | None:
 
 
 def tree_damage(directory: Path, records: dict[str, dict]) -> str | None:
-    """The first file of ``records`` (see `tree_records`) that is damaged under ``directory``, or None."""
+    """The first file of ``records`` (see `tree_records`) that is damaged under ``directory``, or None.
+    A name that leads outside ``directory`` (``..``, an absolute path) counts as damage."""
+    root = directory.resolve()
     for name, record in records.items():
+        if not (directory / name).resolve().is_relative_to(root):
+            return f"{name} lies outside the dataset directory"
         problem = damage(directory / name, record)
         if problem is not None:
             return problem

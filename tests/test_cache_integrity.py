@@ -110,6 +110,13 @@ def test_a_damaged_dataset_given_by_the_user_is_one_line(corpus, tmp_path):
     (out / "data-00000-of-00001.arrow").unlink()
     one_line_error(lambda: load_dataset_dir(out), "data-00000-of-00001.arrow is missing")
     assert (out / META_FILE).read_bytes() == before  # reported, never rewritten
+    (out / "zero").symlink_to("/dev/zero")  # hostile records must not make the check read forever
+    os.mkfifo(out / "pipe")
+    for files, needle in (({"zero": {"size": 0, "sha256": ""}}, "zero lies outside the dataset"),
+                          ({"pipe": {"size": 0, "sha256": ""}}, "pipe is not a regular file"),
+                          ({"../kjv.txt": {"size": 1, "sha256": ""}}, "../kjv.txt lies outside the dataset")):
+        (out / META_FILE).write_text(json.dumps({**json.loads(before), "files": files}))
+        one_line_error(lambda: load_dataset_dir(out), needle)
 
 
 def test_token_ids_outside_the_vocabulary_stop_before_training(corpus, tmp_path, capsys):
