@@ -141,8 +141,6 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
     if t.init_from:  # a uer checkpoint or a Hugging Face directory (converted on the fly)
         init_model, init_cfg, tokenizer = load_pretrained(t.init_from, t.allowed_targets)
         take_sizes(cfg.model, init_cfg.model)
-    if cfg.data.batch_size < 1:
-        raise UerError(f"data.batch_size={cfg.data.batch_size}: must be >= 1")
     dataset, meta, tokenizer = load_data(cfg.data, tokenizer, DEFAULT_ALLOWED + tuple(t.allowed_targets))
     fill_sizes(cfg.model, tokenizer, meta)
     run_cfg = resolve(cfg)
