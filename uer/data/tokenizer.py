@@ -333,7 +333,7 @@ def _corpus_batches(paths: list[Path], size: int = 1000):
     for path in paths:
         batch, seen = [], False
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:  # a leading byte order mark is no text
                 for line in f:
                     if line.strip():
                         batch.append(line.rstrip("\r\n"))
