@@ -1,9 +1,9 @@
 """Issue 14, class 7 (faults while writing): a disk that fills up during a save (a real, small tmpfs)
 stops ``uer-pretrain`` (and ``uer-soup``) with exit status 2 and one line naming the checkpoint and
 ``ENOSPC``, the previous checkpoint byte for byte as it was and no temporary directory left; a symbolic link inside
-``checkpoints/`` is never taken for a checkpoint, followed or deleted by pruning; under torchrun,
-SIGTERM makes the workers write the checkpoint of their last step, complete, and torchrun exit 1 with
-its own ``SignalException`` (as the README says: torchrun's behaviour, not the run's)."""
+``checkpoints/`` is never taken for a checkpoint, followed or deleted by pruning; under
+``uer-torchrun`` (torchrun as the README runs it), SIGTERM makes the workers write the checkpoint of
+their last step, complete, and the launcher exit 143 with one line."""
 from __future__ import annotations
 
 import os
@@ -98,10 +98,10 @@ def test_links_in_checkpoints_are_never_followed_nor_pruned(tmp_path):
 
 
 def torchrun(*cli_args: str) -> subprocess.Popen:
-    """``torchrun --standalone --nproc_per_node=2 -m uer.cli.pretrain <cli_args>``, started (the
+    """``uer-torchrun --standalone --nproc_per_node=2 -m uer.cli.pretrain <cli_args>``, started (the
     session's dataset cache, see conftest)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    return subprocess.Popen([sys.executable, "-m", "uer.cli.launch", "--standalone", "--nproc_per_node=2",
                              "-m", "uer.cli.pretrain", *cli_args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -123,6 +123,7 @@ def test_sigterm_under_torchrun_saves_the_last_step(small_corpus, tmp_path):
     assert last.name == f"step_{step:07d}"
     assert {p.name for p in (last / "state").iterdir()} >= {"rng.pt", "rng_1.pt", "optimizer.pt", "trainer.json"}
     assert torch.load(last / "state" / "rng_1.pt", weights_only=True)  # rank 1 wrote its share, complete
-    # torchrun itself then exits 1 with the traceback of its own SignalException: the elastic agent turns
-    # SIGTERM into that exception, stops its workers (which exit 143) and re-raises it (see the README)
-    assert proc.returncode == 1 and "SignalException: Process" in err, err[-3000:]
+    # torchrun's agent turns SIGTERM into its own SignalException once the workers (exit 143) are done;
+    # uer-torchrun turns that into the run's status and one line instead of a traceback
+    assert proc.returncode == 143 and "uer-torchrun: stopped by SIGTERM" in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]

@@ -1,11 +1,9 @@
 """``uer-pretrain +model=<preset> [key=value ...]``: pretrain a model (see the README).
 
-Under ``torchrun --nproc_per_node=N -m uer.cli.pretrain ...`` every process runs this; only rank 0
-logs and prints errors. Exit status: 0 done, 2 bad input or a failed run (``error: ...``: a
-non-finite weight or loss, a full disk), 143 stopped by SIGTERM after writing a checkpoint (resume
-with ``trainer.resume=auto``). Under torchrun each process exits so, but torchrun itself exits 1
-after SIGTERM whatever its processes return: its elastic agent raises ``SignalException`` from its
-signal handler, stops the processes and re-raises it (``torch.distributed.elastic``).
+Under ``uer-torchrun --nproc_per_node=N -m uer.cli.pretrain ...`` (torchrun, exiting with the run's
+status: :mod:`uer.cli.launch`) every process runs this; only rank 0 logs and prints errors. Exit
+status: 0 done, 2 bad input or a failed run (``error: ...``: a non-finite weight or loss, a full
+disk), 143 stopped by SIGTERM after writing a checkpoint (resume with ``trainer.resume=auto``).
 """
 from __future__ import annotations
 
@@ -25,7 +23,7 @@ Pretrains a model preset on the embedded King James Bible corpus, or on your dat
   uer-pretrain +model=bert_mini data.corpus=my.txt data.tokenizer=vocab.txt trainer.max_steps=1000
 Swap parts or groups: model/target=mlm data=mlm optim=sgd scheduler=cosine
 Print the composed config and exit: --cfg
-On N processes: torchrun --nproc_per_node=N -m uer.cli.pretrain +model=<preset> [trainer.strategy=fsdp2]
+On N processes: uer-torchrun --nproc_per_node=N -m uer.cli.pretrain +model=<preset> [trainer.strategy=fsdp2]
 Presets: {presets}"""
 PREEMPTED = 143
 """Exit status after SIGTERM (128 + 15), once the checkpoint of the last finished step is written."""
