@@ -20,7 +20,6 @@ from datasets import Dataset
 
 from uer.cli.pretrain import main as pretrain_main
 from uer.data.collators import shipped_data_config
-from uer.errors import UerError
 from uer.preprocess.build import META_FILE, build_dataset, load_dataset_dir, read_meta
 from uer.preprocess.integrity import check_token_ids, tree_records
 from uer.preprocess.registry import options_from_config
