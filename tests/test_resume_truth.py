@@ -121,3 +121,15 @@ def test_max_steps_below_the_checkpoint_step_is_refused(killed, small_corpus, tm
                                                        "trainer.max_steps=2"))),
                    "trainer.max_steps=2 is below the step 3 of", "step_0000003")
     assert digest(out) == before
+
+
+def test_mfu_of_the_first_window_after_resume_counts_its_own_steps(killed, small_corpus, tmp_path):
+    """Resumed at step 3 with a log line every 2 steps, the first window holds one step (4), the next
+    ones two: MFU per sample (FLOPs · steps / samples, the same for every window of equal batches)
+    must agree, which it does only if each window's own number of steps is used."""
+    out = copy(killed, tmp_path)
+    prepare(compose_config(args(small_corpus, out, "trainer.resume=auto", "trainer.max_steps=8"))).fit()
+    train = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
+    per_sample = {r["step"]: r["mfu"] / r["samples_per_s"] for r in train if r["step"] > SAVE}
+    assert sorted(per_sample) == [4, 6, 8]
+    assert per_sample[4] == pytest.approx(per_sample[6], rel=1e-6) == pytest.approx(per_sample[8], rel=1e-6)

@@ -102,10 +102,12 @@ def apply_settings(optimizer: torch.optim.Optimizer, scheduler, settings: list[d
     as ``torch.optim.lr_scheduler.LambdaLR`` computes it: every ``transformers.get_scheduler``
     schedule that :func:`uer.train.optim.build_scheduler` offers is one). Changed settings are logged.
     """
-    changed = sorted({k for group, new in zip(optimizer.param_groups, settings) for k, v in new.items()
-                      if k != "lr" and group.get(k) != v})
+    changed = {("lr" if k == "initial_lr" else k): (group.get(k), v)
+               for group, new in zip(optimizer.param_groups, settings) for k, v in new.items()
+               if k != "lr" and group.get(k) != v}
     if changed:
-        log.info("resuming with the config's optimizer settings; changed since the checkpoint: %s", ", ".join(changed))
+        log.info("resuming with the config's optimizer settings; changed since the checkpoint: %s",
+                 ", ".join(f"{k} {old} -> {new}" for k, (old, new) in sorted(changed.items())))
     for group, new in zip(optimizer.param_groups, settings):
         group.update(new)
     scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]

@@ -79,6 +79,7 @@ class Trainer:
         self.flops_per_step: int | None = None
         self.guard = NonFiniteGuard(cfg, self.device, self.output_dir)
         self.window, self.peak = Throughput(), 1.0  # this log window; peak FLOP/s (measured by fit)
+        self.window_start = 0  # the step the log window started after (a resumed run starts mid-window)
 
     @property
     def skipped_steps(self) -> int:
@@ -216,6 +217,7 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress or not self.main,
                    desc="train", dynamic_ncols=True)
         self.window.restart()
+        self.window_start = self.step
         self.model.train()
         try:
             while self.step < stop and not any(c.should_stop for c in self.callbacks):
@@ -258,7 +260,7 @@ class Trainer:
         to ``metrics.jsonl``, TensorBoard and the progress bar; the window restarts."""
         self.guard.check()
         samples, tokens, elapsed = self.window.read(self.device)
-        steps = self.step % self.cfg.log_every or self.cfg.log_every
+        steps = self.step - self.window_start
         distributed.all_reduce_sums(sums)
         last = sums.means()
         last.update(lr=self.scheduler.get_last_lr()[0], samples_per_s=samples / elapsed,
@@ -274,6 +276,7 @@ class Trainer:
                         **({"tok/s": f"{last['tokens_per_s']:.0f}"} if tokens else
                            {"samples/s": f"{last['samples_per_s']:.1f}"}))
         self.window.restart()
+        self.window_start = self.step
         return last
 
     def _maybe_evaluate(self, last: dict[str, float], run_log: RunLog | None) -> None:
