@@ -27,7 +27,7 @@ from examples import finetune, infer
 from examples.classification import task as classification
 from examples.features import read_tsv
 from examples.tagging import task as tagging
-from uer.cli import convert, generate, pretrain, soup
+from uer.cli import convert, generate, preprocess, pretrain, soup
 from uer.cli.common import run_command
 from uer.config import compose_config, resolve
 from uer.data.loader import split_indices
@@ -154,6 +154,13 @@ def test_uer_pretrain_refuses_bad_values(override, message, tmp_path, capsys, sm
     args = ["+model=bert_tiny", f"data.corpus={small_corpus}", f"trainer.output_dir={out}", "data.num_proc=1",
             "trainer.progress=false", override]
     assert message in error_of(pretrain.main, args, capsys)
+    assert not out.exists()
+
+
+def test_uer_preprocess_refuses_the_data_values_uer_pretrain_would(tmp_path, capsys, small_corpus):
+    out = tmp_path / "dataset"
+    args = ["data=bert", f"data.corpus={small_corpus}", f"output={out}", "data.num_proc=1", "data.seed=-1"]
+    assert "data.seed=-1: must be an integer >= 0" in error_of(preprocess.main, args, capsys)
     assert not out.exists()
 
 

@@ -33,12 +33,14 @@ def main(argv: list[str] | None = None) -> int:
             print(__doc__)
             return 0
         # lazy, deliberately: torch loads only past --help (0.2 s instead of 2-3 s on an idle machine)
+        from uer.data.loader import check_loader_options  # lazy
         from uer.models.build import DEFAULT_ALLOWED  # lazy
         from uer.preprocess.build import build_dataset, read_meta  # lazy
         from uer.preprocess.registry import options_from_config  # lazy
         from uer.preprocess.shards import Terminated  # lazy
 
         cfg = compose_config(args, config_name="preprocess", need_model=False)
+        check_loader_options(cfg.data)  # data.seed and the rest, as uer-pretrain would refuse them later
         allowed = DEFAULT_ALLOWED + tuple(cfg.trainer.allowed_targets)
         try:
             path = build_dataset(options_from_config(cfg.data, allowed), output_dir=cfg.output)
