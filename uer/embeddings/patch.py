@@ -25,6 +25,10 @@ class PatchEmbedding(nn.Module):
         cls_token: prepend the classification token.
         position: add learned position embeddings.
         mask_field: batch key of an optional pixel mask (B, H, W), 1 = real pixel.
+        bias: the patch projection has a bias (ViT, BEiT); CLIP's has none.
+        mask_token: a learned [MASK] vector replaces the patches the batch's ``bool_masked_pos``
+            (B, P) bool marks, before the [CLS] vector and the positions are added (masked image
+            modeling: BEiT, Bao et al. 2022; SimMIM, Xie et al. 2022). Parameter ``mask_token`` (1, 1, D).
 
     Raises:
         ValueError: ``image_size`` is not a multiple of ``patch_size``; (in forward) the input image
@@ -32,7 +36,8 @@ class PatchEmbedding(nn.Module):
     """
 
     def __init__(self, image_size: int, patch_size: int, channels: int, dim: int, cls_token: bool = True,
-                 position: bool = True, mask_field: str = "pixel_mask"):
+                 position: bool = True, mask_field: str = "pixel_mask", bias: bool = True,
+                 mask_token: bool = False):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
@@ -40,10 +45,13 @@ class PatchEmbedding(nn.Module):
         self.patch_size = patch_size
         self.mask_field = mask_field
         self.num_patches = (image_size // patch_size) ** 2
-        self.proj = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size, bias=bias)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
         if self.cls is not None:
             nn.init.normal_(self.cls, std=0.02)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim)) if mask_token else None
+        if self.mask_token is not None:
+            nn.init.normal_(self.mask_token, std=0.02)
         n = self.num_patches + (1 if cls_token else 0)
         self.position = nn.Parameter(torch.empty(1, n, dim)) if position else None
         if self.position is not None:
@@ -59,6 +67,9 @@ class PatchEmbedding(nn.Module):
             raise ValueError(f"pixel_values are {tuple(pixels.shape[-2:])}, the patch embedding expects "
                              f"{self.image_size}x{self.image_size}")
         x = self.proj(pixels.to(self.proj.weight.dtype)).flatten(2).transpose(1, 2)  # (B, P, D)
+        masked = batch.get("bool_masked_pos")
+        if self.mask_token is not None and masked is not None:
+            x = torch.where(masked.unsqueeze(-1).bool(), self.mask_token.to(x.dtype), x)
         pixel_mask = batch.get(self.mask_field)
         mask = None if pixel_mask is None else pixel_mask[:, ::self.patch_size, ::self.patch_size].flatten(1).bool()
         if self.cls is not None:

@@ -13,6 +13,7 @@ ACTIVATIONS = {
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # tanh approximation (GPT-2)
     "relu": F.relu,
     "silu": F.silu,
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),  # sigmoid approximation (CLIP, Radford et al. 2021)
 }
 
 
