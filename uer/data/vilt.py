@@ -1,0 +1,78 @@
+"""ViLT pretraining batches (Kim et al. 2021, §3.2): image–text pairs with image–text matching (ITM)
+negatives and masked-language-model masking of the captions."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from uer.data.loader import Collate
+from uer.data.masking import MaskedLm, mask_tokens
+
+
+def itm_partners(rows: dict[str, list], rngs: list[np.random.Generator], itm_prob: float) -> np.ndarray:
+    """For each row, the row whose image it gets: itself (a matched pair) or, with probability
+    ``itm_prob``, another row of the batch (a negative, ViLT's replaced image).
+
+    Each row draws two numbers from its own generator (whether it is a negative, which partner),
+    always both, so its later draws (masking) do not depend on the outcome. When the rows carry a
+    ``label`` (the digits' class), a partner has another label, so a negative never shows the
+    caption's own class; a row with no possible partner stays matched.
+
+    Args:
+        rows: columns of the batch (B rows); ``label`` is optional.
+        rngs: one generator per row.
+        itm_prob: probability of a negative, in [0, 1].
+
+    Returns:
+        (B,) int64 row indices; ``partners[i] != i`` marks a negative.
+    """
+    b = len(rngs)
+    labels = np.asarray(rows["label"]) if "label" in rows else np.arange(b)
+    partners = np.arange(b)
+    for i, rng in enumerate(rngs):
+        negative, pick = rng.random() < itm_prob, rng.random()
+        candidates = np.flatnonzero(labels != labels[i])
+        if negative and len(candidates):
+            partners[i] = candidates[int(pick * len(candidates))]
+    return partners
+
+
+class ItmMlmCollator:
+    """Wraps an image–text pair collator: swaps images for ITM negatives before it runs, then masks
+    the caption tokens it returns for MLM.
+
+    ``__call__(rows: {"image": list[bytes], "input_ids": list[list[int]], ...}, rngs) -> batch`` with
+    the pair collator's fields (``pixel_values`` (B, C, H, W), ``input_ids`` (B, S) now masked,
+    ``attention_mask`` (B, S) when padded, ...) plus ``labels`` (B, S) MLM targets (-100 = not
+    predicted) and ``itm_labels`` (B,) int64, 1 = matched, 0 = negative. Masked tokens keep their
+    position, so ITM is learned from corrupted captions, as in ViLT (both objectives on one forward).
+
+    Every random choice comes from the rows' own generators (the negative and its partner first,
+    then the mask), as in `uer.data.masking`; which image a negative gets depends on the other rows
+    of the batch (in-batch negatives).
+
+    Args:
+        pairs: the image–text pair collator, ``pairs(rows, rngs) -> batch`` (`uer.data.loader.Collate`).
+        masking: the MLM settings (special, pad and mask ids, replacement vocabulary, mask_prob).
+        itm_prob: fraction of pairs made negative (0.5 in ViLT).
+
+    Raises:
+        ValueError: ``itm_prob`` outside [0, 1].
+    """
+
+    def __init__(self, pairs: Collate, masking: MaskedLm, itm_prob: float = 0.5):
+        if not 0 <= itm_prob <= 1:
+            raise ValueError(f"itm_prob must be in [0, 1], got {itm_prob}")
+        self.pairs, self.masking, self.itm_prob = pairs, masking, itm_prob
+
+    def __call__(self, rows: dict[str, list], rngs: list[np.random.Generator]) -> dict[str, torch.Tensor]:
+        partners = itm_partners(rows, rngs, self.itm_prob)
+        batch = self.pairs({**rows, "image": [rows["image"][j] for j in partners]}, rngs)
+        ids = batch["input_ids"].numpy()
+        m = self.masking
+        maskable = ~np.isin(ids, m.special)
+        if "attention_mask" in batch:
+            maskable &= batch["attention_mask"].numpy().astype(bool)
+        input_ids, labels = mask_tokens(ids, maskable, rngs, m.mask_prob, m.mask_id, m.replacement_ids)
+        return {**batch, "input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
+                "itm_labels": torch.from_numpy((partners == np.arange(len(partners))).astype(np.int64))}
