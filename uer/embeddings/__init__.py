@@ -5,8 +5,9 @@ from uer.embeddings.embedding import Embedding
 from uer.embeddings.patch import PatchEmbedding
 from uer.embeddings.position import PositionEmbedding
 from uer.embeddings.segment import SegmentEmbedding
+from uer.embeddings.single_stream import SingleStreamEmbedding
 from uer.embeddings.sinusoidal import SinusoidalPositionEmbedding
 from uer.embeddings.word import WordEmbedding
 
 __all__ = ["DualEmbedding", "Embedding", "PatchEmbedding", "PositionEmbedding", "SegmentEmbedding",
-           "SinusoidalPositionEmbedding", "WordEmbedding"]
+           "SingleStreamEmbedding", "SinusoidalPositionEmbedding", "WordEmbedding"]

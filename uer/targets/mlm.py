@@ -11,7 +11,8 @@ from uer.targets.output import TargetOutput, accuracy
 
 
 class MlmTarget(nn.Module):
-    """Predicts ``labels`` (B, S) at the positions where they are not -100.
+    """Predicts ``labels`` (B, S') at the positions where they are not -100; S' <= S: the labels
+    cover the first S' positions (a single-stream model's text, before its image patches; ViLT).
 
     Head: dense D -> head_dim, activation, norm, decoder head_dim -> V (+ bias). ALBERT's factorized
     head uses head_dim = embedding width. The decoder weight may be tied to the word embedding
@@ -46,7 +47,7 @@ class MlmTarget(nn.Module):
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> TargetOutput:
         labels = batch[self.label_field]
         selected = labels != -100
-        h = hidden[selected]  # (N, D)
+        h = hidden[:, :labels.shape[1]][selected]  # (N, D); labels may cover a prefix (text before image patches)
         y = labels[selected]
         logits = self.decoder(self.norm(self.act(self.dense(h))))
         loss_sum = summed_cross_entropy(logits, y)
