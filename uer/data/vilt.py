@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from uer.data.image_text import ImageTextCollator
 from uer.data.loader import Collate
 from uer.data.masking import MaskedLm, mask_tokens
 
@@ -15,8 +16,8 @@ def itm_partners(rows: dict[str, list], rngs: list[np.random.Generator], itm_pro
 
     Each row draws two numbers from its own generator (whether it is a negative, which partner),
     always both, so its later draws (masking) do not depend on the outcome. When the rows carry a
-    ``label`` (the digits' class), a partner has another label, so a negative never shows the
-    caption's own class; a row with no possible partner stays matched.
+    ``label`` (the digits' class; -1 = none), a partner has another label, so a negative never
+    shows the caption's own class; a row with no possible partner stays matched.
 
     Args:
         rows: columns of the batch (B rows); ``label`` is optional.
@@ -27,11 +28,11 @@ def itm_partners(rows: dict[str, list], rngs: list[np.random.Generator], itm_pro
         (B,) int64 row indices; ``partners[i] != i`` marks a negative.
     """
     b = len(rngs)
-    labels = np.asarray(rows["label"]) if "label" in rows else np.arange(b)
+    labels = np.asarray(rows["label"]) if "label" in rows else np.full(b, -1)
     partners = np.arange(b)
     for i, rng in enumerate(rngs):
         negative, pick = rng.random() < itm_prob, rng.random()
-        candidates = np.flatnonzero(labels != labels[i])
+        candidates = np.flatnonzero((labels != labels[i]) | ((labels < 0) & (np.arange(b) != i)))
         if negative and len(candidates):
             partners[i] = candidates[int(pick * len(candidates))]
     return partners
@@ -76,3 +77,24 @@ class ItmMlmCollator:
         input_ids, labels = mask_tokens(ids, maskable, rngs, m.mask_prob, m.mask_id, m.replacement_ids)
         return {**batch, "input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
                 "itm_labels": torch.from_numpy((partners == np.arange(len(partners))).astype(np.int64))}
+
+
+class ViltCollator(ItmMlmCollator):
+    """The collator of ``data=vilt``: :class:`ItmMlmCollator` around
+    :class:`uer.data.image_text.ImageTextCollator` (``pixel_values`` as Hugging Face's CLIP image
+    processor makes them, padded captions) with the MLM settings of ``tokenizer``. Its class
+    ``labels`` (the digits) are replaced by the MLM labels.
+
+    Args:
+        tokenizer: a `uer.data.tokenizer.Tokenizer` with pad and mask tokens.
+        image_size: the side of the model's square input images (``data.image_size``).
+        mask_prob: ``data.mask_prob``, the fraction of caption tokens to predict.
+        itm_prob: ``data.itm_prob``, the fraction of pairs made negative.
+
+    Raises:
+        UerError: ``mask_prob`` outside (0, 1), or a tokenizer without mask or pad token.
+        ValueError: ``itm_prob`` outside [0, 1].
+    """
+
+    def __init__(self, tokenizer, image_size: int, mask_prob: float = 0.15, itm_prob: float = 0.5):
+        super().__init__(ImageTextCollator(tokenizer, image_size), MaskedLm(tokenizer, mask_prob), itm_prob)
