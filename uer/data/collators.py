@@ -28,8 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 from uer.errors import UerError
 from uer.models.build import DEFAULT_ALLOWED, check_targets
 
-LOADER_KEYS = frozenset({"processor", "collator", "dataset", "batch_size", "eval_samples", "num_workers", "seed"})
-"""``data.*`` keys of the training loader itself: read by neither class (``seed`` also seeds the split)."""
+LOADER_KEYS = frozenset({"processor", "collator", "dataset", "batch_size", "eval_samples", "num_workers", "seed",
+                         "evaluator"})
+"""``data.*`` keys of the training loader itself: read by neither class (``seed`` also seeds the split;
+``evaluator``, optional, names the class scoring the held-out rows during training, e.g. CLIP's
+zero-shot accuracy: ``uer.train.contrastive_eval.ContrastiveEvaluator``)."""
 
 
 def shipped_data_config(name: str, **overrides) -> DictConfig:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uer.config import resolve
 from uer.convert import load_pretrained
-from uer.data.collators import make_collator
+from uer.data.collators import make_collator, target_class
 from uer.data.loader import split_indices
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
@@ -185,9 +185,13 @@ def prepare(cfg: DictConfig) -> Trainer:
     log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
              run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
     batch_size = run_cfg.data.batch_size
+    held_out = Data(dataset, eval_idx, collate, batch_size)
+    evaluator = None
+    if run_cfg.data.get("evaluator") is not None:  # task metrics on the held-out rows: evaluator(Data, tokenizer)
+        evaluator = target_class(run_cfg.data, "evaluator", allowed)(held_out, tokenizer)
     return build_trainer(model, run, run_cfg, tokenizer,
                          Data(dataset, train_idx, collate, batch_size, run_cfg.data.num_workers),
-                         Data(dataset, eval_idx, collate, batch_size), resume_from=resume_from)
+                         held_out, evaluator=evaluator, resume_from=resume_from)
 
 
 def pretrain(cfg: DictConfig) -> dict[str, float]:
