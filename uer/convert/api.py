@@ -5,6 +5,7 @@ direction detected from ``src``. Import writes what :func:`uer.convert.reader.re
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -58,8 +59,9 @@ def hf_to_uer(src: str | Path, dst: str | Path, architecture: str | None = None)
 
 def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
     """Write the Hugging Face model directory of the uer checkpoint ``src`` to ``dst``: config.json,
-    model.safetensors, the tokenizer (if the checkpoint has one) and, for causal LMs,
-    generation_config.json.
+    model.safetensors, the tokenizer (if the checkpoint has one), for causal LMs
+    generation_config.json, and for image models the preprocessor_config.json the checkpoint brought
+    or, where the family has one (CLIP), its image processor's settings.
 
     Raises:
         UerError: a model no supported architecture can express exactly (the message says what
@@ -91,6 +93,9 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
 
             GenerationConfig.from_model_config(config).save_pretrained(out)
         copy_passed_through(src, out)
+        processor = out / "preprocessor_config.json"
+        if family.image_processor is not None and not processor.exists():
+            processor.write_text(json.dumps(family.image_processor(model_cfg), indent=2) + "\n", encoding="utf-8")
     left_out = f"; left out, no place in {head.architecture}: {engine.listing(dropped)}" if dropped else ""
     log.info("uer checkpoint %s -> %s %s (load it with transformers.%s)%s", src, head.architecture, dst,
              head.auto_class, left_out)

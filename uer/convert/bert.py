@@ -14,7 +14,7 @@ from __future__ import annotations
 from uer.convert.spec import ConfigKey, Family, Head, Rule, fused_qkv, params
 from uer.errors import UerError
 
-ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+ACTIVATIONS = ("gelu", "gelu_new", "quick_gelu", "relu", "silu")
 
 
 def activation(value, _config):

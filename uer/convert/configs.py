@@ -16,13 +16,45 @@ from uer.errors import UerError
 from uer.models.pretrained import model_differences
 from uer.models.untrusted import load_json
 
+UER_KEY = "uer_"
+"""Prefix of the config.json entries only uer reads; written only when set."""
 PRESET_KEY = "uer_preset"
 """config.json key naming the uer preset of an exported model, written when it is not the family's
 default (``bert_tiny``), so that the round trip restores ``model.name``."""
 TOKEN_IDS = {"pad_token_id": "pad", "bos_token_id": "bos", "eos_token_id": "eos"}
+_ABSENT = object()
 NOT_CARRIED = ("architectures", "model_type", "transformers_version", "dtype", "torch_dtype", PRESET_KEY)
 TRAINING_ONLY = ("gradient_checkpointing", "weights", "class_weights", "label_field", "name")
 """uer config keys that do not change the function a model computes; an export ignores them."""
+
+
+def hf_get(config, key: str, default=None):
+    """The HF config attribute ``key`` of ``config`` (a config object or its dict); a dotted key
+    (``text_config.hidden_size``) reaches into a sub-config. ``default`` when any step is absent."""
+    for name in key.split("."):
+        config = config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
+    return config
+
+
+def nested(values: dict) -> dict:
+    """Dotted keys as nested dicts: ``{"text_config.hidden_size": 36}`` -> ``{"text_config": {"hidden_size": 36}}``."""
+    out: dict = {}
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    return out
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``base`` updated with ``over``; a sub-config both have is merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else value
+    return out
 
 
 def read_hf_config(src: Path):
@@ -52,7 +84,7 @@ def overrides_for(family: Family, head: Head, config, preset: str) -> list[str]:
         UerError: ``config`` uses a feature uer does not model (``family.fixed``, ``family.check``).
     """
     for key, allowed in family.fixed.items():
-        value = getattr(config, key, allowed[0])
+        value = hf_get(config, key, allowed[0])
         if value not in allowed:
             raise UerError(f"{family.model_type} config with {key}={value!r} has no uer equivalent "
                            f"(supported: {', '.join(map(repr, allowed))})")
@@ -61,7 +93,7 @@ def overrides_for(family: Family, head: Head, config, preset: str) -> list[str]:
         raise UerError(f"{family.model_type} config with {problem} has no uer equivalent")
     args = [f"+model={preset}"] + ([f"model/target={head.target}"] if head.target else [])
     for key in family.config:
-        value = key.to_uer(getattr(config, key.hf, None), config)
+        value = key.to_uer(hf_get(config, key.hf), config)
         args.append(f"model.{key.uer}={json.dumps(value)}")
     return args + list(family.overrides) + list(head.overrides)
 
@@ -75,14 +107,26 @@ def uer_model_config(family: Family, head: Head, config, preset: str | None = No
 
 def carried(family: Family, raw: dict) -> dict:
     """The entries of a config.json that uer does not model (label names, ``use_cache`` ...): kept
-    in the uer checkpoint so an export restores them."""
-    mapped = {k.hf for k in family.config}
-    return {k: v for k, v in raw.items() if k not in mapped and k not in NOT_CARRIED}
+    in the uer checkpoint so an export restores them. Sub-configs are kept less their mapped keys."""
+    return _without(raw, {k.hf for k in family.config} | set(NOT_CARRIED))
+
+
+def _without(raw: dict, keys: set[str], prefix: str = "") -> dict:
+    """``raw`` less the dotted ``keys`` (relative to ``prefix``), at any depth."""
+    out = {}
+    for name, value in raw.items():
+        path = prefix + name
+        if path not in keys:
+            inner = isinstance(value, dict) and any(k.startswith(path + ".") for k in keys)
+            out[name] = _without(value, keys, path + ".") if inner else value
+    return out
 
 
 def hf_values(family: Family, model_cfg: DictConfig) -> dict:
-    """HF config values of the keys both sides have, plus the preset name when not the default."""
+    """HF config values of the keys both sides have (dotted keys for sub-configs, see :func:`nested`),
+    plus the preset name when not the default."""
     values = {k.hf: k.to_hf(OmegaConf.select(model_cfg, k.uer), model_cfg) for k in family.config}
+    values = {k: v for k, v in values.items() if v is not None or not k.startswith(UER_KEY)}
     if model_cfg.get("name") in family.presets[1:]:
         values[PRESET_KEY] = model_cfg.name
     return values
@@ -92,7 +136,8 @@ def hf_config_for(family: Family, head: Head, model_cfg: DictConfig, extras: dic
     """The HF config object exporting ``model_cfg`` as ``head``.
 
     Token ids come from ``extras`` (the imported config.json), else from the tokenizer's roles (None
-    for a role it lacks or without a tokenizer), for the families whose config has them.
+    for a role it lacks or without a tokenizer), for the families whose config has them; then
+    ``family.token_values`` fill the values the model config leaves None.
 
     Raises:
         UerError: a mapped value contradicts the tokenizer (RoBERTa's pad id), or the config does not
@@ -107,15 +152,17 @@ def hf_config_for(family: Family, head: Head, model_cfg: DictConfig, extras: dic
         extras.pop("id2label", None), extras.pop("label2id", None)
     for key, role in TOKEN_IDS.items():
         token_id = getattr(tokenizer, f"{role}_token_id", None) if tokenizer is not None else None
+        stored = hf_get(extras, key, _ABSENT) is not _ABSENT
         if key in values:
-            if key not in extras and token_id is not None and token_id != values[key]:
+            if not stored and token_id is not None and token_id != values[key]:
                 raise UerError(f"{family.model_type} needs {key}={values[key]} (from the model config) but the "
                                f"tokenizer's {role} token has id {token_id}")
-        elif key in extras:
-            values[key] = extras[key]
-        elif key in defined:  # not the class default (GPT-2's 50256): this vocabulary's id, or none
-            values[key] = token_id
-    config = AutoConfig.for_model(family.model_type, **{**extras, **values})
+        elif not stored and hf_get(defined, key, _ABSENT) is not _ABSENT:
+            values[key] = token_id  # not the class default (GPT-2's 50256): this vocabulary's id, or none
+    for key, value in family.token_values(model_cfg, tokenizer).items():
+        if values.get(key) is None and hf_get(extras, key, _ABSENT) is _ABSENT:
+            values[key] = value
+    config = AutoConfig.for_model(family.model_type, **merged(extras, nested(values)))
     config.architectures = [head.architecture]
     config.dtype = dtype
     diffs = differences(model_cfg, uer_model_config(family, head, config))
@@ -149,7 +196,7 @@ def export_head(model_cfg: DictConfig, architecture: str | None, recorded: str |
     for family, head in sorted(heads, key=lambda fh: fh[1].architecture != recorded):
         try:
             values = hf_values(family, model_cfg)
-            probe = AutoConfig.for_model(family.model_type, **{**dict.fromkeys(TOKEN_IDS), **values})
+            probe = AutoConfig.for_model(family.model_type, **merged(dict.fromkeys(TOKEN_IDS), nested(values)))
             diffs = differences(model_cfg, uer_model_config(family, head, probe))
         except Exception as e:  # noqa: BLE001 - a family whose keys this config lacks simply does not fit
             diffs = [str(e).splitlines()[0] if str(e) else type(e).__name__]

@@ -26,8 +26,8 @@ def listing(keys, limit: int = 6) -> str:
 
 def rules_for(family: Family, head: Head, layers: dict[str, int]) -> list[Rule]:
     """The family's body and ``head`` rules with each layer placeholder expanded over its stack's
-    layers (``{i}``: encoder, ``{j}``: decoder; see :func:`num_layers`) and the base-model prefix
-    removed from HF names when ``head.base_model``."""
+    layers (``{i}``: encoder, ``{j}``: decoder, ``{f}``/``{s}``: two towers; see :func:`num_layers`)
+    and the base-model prefix removed from HF names when ``head.base_model``."""
     out = []
     for rule in family.body + head.rules:
         key = next((k for k in layers if "{" + k + "}" in rule.uer), None)
@@ -56,10 +56,20 @@ def uer_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def num_layers(model_cfg) -> dict[str, int]:
     """What the rules' layer placeholders run over: ``{"i": distinct encoder layers (1 when ALBERT
-    shares them), "j": decoder layers (0 without a decoder)}``."""
-    decoder = model_cfg.get("decoder")
-    return {"i": 1 if model_cfg.encoder.get("share_layers") else model_cfg.encoder.num_layers,
-            "j": decoder.num_layers if decoder is not None else 0}
+    shares them), "j": decoder layers (0 without a decoder)}``; for a two-tower encoder
+    (:class:`uer.encoders.DualEncoder`) ``"f"`` and ``"s"``, the layers of its first and second stack
+    (the first again when the towers share one), in place of ``"i"``."""
+    encoder, decoder = model_cfg.encoder, model_cfg.get("decoder")
+    out = {"j": decoder.num_layers if decoder is not None else 0}
+    if "first" in encoder:
+        out.update(f=_distinct(encoder.first), s=_distinct(encoder.get("second") or encoder.first))
+    else:
+        out["i"] = _distinct(encoder)
+    return out
+
+
+def _distinct(stack) -> int:
+    return 1 if stack.get("share_layers") else stack.num_layers
 
 
 def match_hf(family: Family, head: Head, tensors: dict[str, torch.Tensor], layers: dict[str, int],

@@ -72,13 +72,31 @@ class Row(Transform):
         return [tensor.unsqueeze(0)]
 
 
+class Lead(Transform):
+    """``dims`` leading singleton dimensions on the uer side only: CLIP's class embedding (D,) and
+    position table (N, D) <-> :class:`uer.embeddings.PatchEmbedding`'s ``cls`` (1, 1, D) and
+    ``position`` (1, N, D)."""
+
+    def __init__(self, dims: int):
+        self.dims = dims
+
+    def to_uer(self, tensors):
+        return tensors[0].reshape((1,) * self.dims + tuple(tensors[0].shape))
+
+    def to_hf(self, tensor):
+        if tensor.shape[:self.dims] != (1,) * self.dims:
+            raise UerError(f"expected {self.dims} leading singleton dimensions, got shape {tuple(tensor.shape)}")
+        return [tensor.reshape(tensor.shape[self.dims:])]
+
+
 IDENTITY, TRANSPOSE, QKV, KV, ROW = Identity(), Transpose(), Concat(3), Concat(2), Row()
 
 
 @dataclass(frozen=True)
 class Rule:
     """Hugging Face tensor name(s) <-> one uer parameter name. Names may hold ``{i}``, the encoder
-    layer index (one layer when ALBERT shares them), or ``{j}``, the decoder layer index."""
+    layer index (one layer when ALBERT shares them), ``{j}``, the decoder layer index, or ``{f}`` /
+    ``{s}``, the layer index of a two-tower model's first / second encoder."""
 
     hf: tuple[str, ...]
     uer: str
@@ -178,6 +196,13 @@ class Family:
         check: extra validation of the HF config; returns a problem or None.
         generation: write a ``generation_config.json`` (causal LMs).
         input_names: what the exported tokenizer returns (``token_type_ids`` for segment models).
+        token_values: ``(uer model config, tokenizer or None) -> {HF key: value}``: config values an
+            export takes from the tokenizer where the model config leaves them None and the imported
+            config.json did not record them (CLIP's ``text_config`` token ids).
+        image_processor: uer model config -> the ``preprocessor_config.json`` an export writes when
+            the checkpoint brought none, or None for no such file.
+
+    HF config keys may be dotted (``text_config.hidden_size``) to reach into a sub-config.
     """
 
     model_type: str
@@ -193,6 +218,8 @@ class Family:
     check: Callable[[Any], str | None] = lambda hf_config: None
     generation: bool = False
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    token_values: Callable[[Any, Any], dict] = lambda model_cfg, tokenizer: {}
+    image_processor: Callable[[Any], dict] | None = None
 
     def head(self, architecture: str) -> Head:
         """The head called ``architecture``; UerError listing the supported ones otherwise."""
