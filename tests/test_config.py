@@ -40,13 +40,15 @@ def test_preset_builds_at_full_size(preset):
     assert sum(p.numel() for p in model.parameters()) > 0
     # the data processor named by the preset matches the objective
     processor = cfg.data.processor._target_.rsplit(".", 1)[1]
+    if cfg.data.collator._target_.endswith(".MaskedImageCollator"):  # images with masked patches (BEiT)
+        processor = "MaskedImages"
     if cfg.data.collator._target_.endswith(".ViltCollator"):  # image–text pairs with ITM negatives and masking
         processor = "ViltPairs"
     targets = set(cfg.model.target) - {"_target_", "weights"}
     assert {"ViltPairs": {"mlm", "itm"}, "NspProcessor": {"mlm", "sp"}, "SopProcessor": {"mlm", "sp"}, "FullSentencesProcessor": {"mlm"},
             "CausalLmProcessor": {"lm"}, "ImageProcessor": {"cls"}, "SpanCorruptionProcessor": {"lm"},
             "SentenceBlocksProcessor": {"lm"}, "ParallelProcessor": {"lm"},
-            "PrefixLmProcessor": {"lm"}}[processor] == targets
+            "PrefixLmProcessor": {"lm"}, "MaskedImages": {"mim"}}[processor] == targets
 
 
 @pytest.mark.parametrize("group,option", [
@@ -55,7 +57,8 @@ def test_preset_builds_at_full_size(preset):
     if p.name.endswith(".yaml")
 ])
 def test_every_group_option_composes(group, option):
-    base = "vit_tiny" if (group, option) == ("data", "image") else "bert_tiny"
+    base = "vit_tiny" if (group, option) == ("data", "image") else "beit_tiny" if (group, option) == ("data", "mim") \
+        else "bert_tiny"
     base = "vilt_tiny" if (group, option) == ("data", "vilt") else base
     cfg = resolve(compose_config([f"+model={base}", f"{group}={option}"]))
     assert cfg[group] is not None
@@ -66,7 +69,7 @@ def test_every_model_part_composes_and_builds(part):
     options = sorted(p.name[:-5] for p in (CONF / "model" / part).iterdir() if p.name.endswith(".yaml"))
     assert options
     for option in options:
-        base = "vit_tiny" if option in ("patch_pos", "cls") else "bert_tiny"
+        base = "vit_tiny" if option in ("patch_pos", "cls") else "beit_tiny" if option.startswith("mim") else "bert_tiny"
         base = "vilt_tiny" if option in ("vilt", "itm", "mlm_itm") else base
         overrides = sized(base) + [f"model/{part}={option}"]
         if option == "patch_pos":

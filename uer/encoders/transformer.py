@@ -44,9 +44,12 @@ class TransformerEncoder(nn.Module):
         relative_position_buckets: if set, a T5 relative position bias with this many buckets
             (bidirectional unless the pattern is causal), computed once and added in every layer.
         relative_position_max_distance: T5's ``relative_attention_max_distance``.
+        position_bias: factory of another stack-wide bias, ``module(length, past) -> (1, H, T, K)``
+            added in every layer, e.g. BEiT's shared 2D bias :class:`uer.layers.relative_position_2d.RelativePositionBias2d`.
 
     Raises:
-        ValueError: unknown ``mask`` pattern or ``norm_position``.
+        ValueError: unknown ``mask`` pattern or ``norm_position``; both ``position_bias`` and
+            ``relative_position_buckets``.
     """
 
     cross_attention = False
@@ -55,7 +58,7 @@ class TransformerEncoder(nn.Module):
                  norm: Callable[[], nn.Module], num_layers: int, dropout: float = 0.1, norm_position: str = "post",
                  mask: str = "fully_visible", final_norm: bool | None = None, share_layers: bool = False,
                  gradient_checkpointing: bool = False, relative_position_buckets: int | None = None,
-                 relative_position_max_distance: int = 128):
+                 relative_position_max_distance: int = 128, position_bias: Callable[[], nn.Module] | None = None):
         super().__init__()
         self.num_layers = num_layers
         self.mask = mask
@@ -68,7 +71,9 @@ class TransformerEncoder(nn.Module):
         if final_norm is None:
             final_norm = norm_position == "pre"
         self.final_norm = norm() if final_norm else None
-        self.position_bias = None
+        if position_bias is not None and relative_position_buckets:
+            raise ValueError("choose one stack-wide position bias: position_bias or relative_position_buckets")
+        self.position_bias = position_bias() if position_bias is not None else None
         if relative_position_buckets:
             self.position_bias = RelativePositionBias(self.layers[0].attention.num_heads, relative_position_buckets,
                                                       relative_position_max_distance, bidirectional=mask != "causal")

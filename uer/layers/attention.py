@@ -117,6 +117,9 @@ class MultiHeadAttention(nn.Module):
         rotary: a factory ``rotary(Dh) -> module`` of a positional scheme applied to q and k of
             self-attention, ``module(q, k, position_ids) -> (q, k)`` (e.g. :class:`uer.layers.rotary.RotaryEmbedding`);
             None = no such scheme. Cross-attention ignores it.
+        position_bias: a factory of this layer's own additive bias of self-attention,
+            ``module(T, past) -> (1, H, T, K)`` (BEiT's per-layer 2D bias,
+            :class:`uer.layers.relative_position_2d.RelativePositionBias2d`); None = none.
         cross: cross-attention to a memory instead of self-attention.
 
     Raises:
@@ -126,7 +129,8 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, *, dim: int, num_heads: int, num_kv_heads: int | None = None, head_dim: int | None = None,
                  dropout: float = 0.0, bias: bool = True, scale: float | None = None,
-                 rotary: Callable[[int], nn.Module] | None = None, cross: bool = False):
+                 rotary: Callable[[int], nn.Module] | None = None, cross: bool = False,
+                 position_bias: Callable[[], nn.Module] | None = None):
         super().__init__()
         if head_dim is None:
             if dim % num_heads:
@@ -149,6 +153,7 @@ class MultiHeadAttention(nn.Module):
             self.qkv = nn.Linear(dim, inner + 2 * kv_inner, bias=bias)
         self.out = nn.Linear(inner, dim, bias=bias)
         self.rotary = rotary(head_dim) if rotary is not None and not cross else None
+        self.position_bias = position_bias() if position_bias is not None and not cross else None
 
     def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         """(B, T, heads·Dh) -> (B, heads, T, Dh)."""
@@ -188,5 +193,9 @@ class MultiHeadAttention(nn.Module):
                 q, k = self.rotary(q, k, position_ids)
             if cache is not None:
                 k, v = cache.update(index, k, v)
+            if self.position_bias is not None:
+                bias = self.position_bias(t, k.shape[2] - t).to(q.dtype)
+                float_mask = attn_mask is not None and attn_mask.dtype != torch.bool
+                attn_mask = attn_mask + bias if float_mask else with_bias(attn_mask, bias)
         h = attend(q, k, v, attn_mask, is_causal, self.dropout if self.training else 0.0, self.scale)
         return self.out(h.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))

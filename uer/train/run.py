@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from uer.config import resolve
 from uer.convert import load_pretrained
 from uer.data.collators import make_collator, target_class
+from uer.data.fitting import fit_to_data
 from uer.data.loader import split_indices
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
@@ -181,6 +182,8 @@ def prepare(cfg: DictConfig) -> Trainer:
         model.load_state_dict(init_model.state_dict())
     collate = make_collator(run_cfg.data, tokenizer, allowed)
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
+    if init_model is None and resume_from is None:  # parts fitted to the training data (MIM's image tokenizer)
+        fit_to_data(model, dataset, train_idx, collate, run_cfg.data.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
              run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
