@@ -18,7 +18,7 @@ from PIL import Image
 
 from uer.config import compose_config, resolve
 from uer.convert import convert, engine, load_pretrained
-from uer.convert.configs import export_head
+from uer.convert.families import FAMILIES
 from uer.data.image_text import clip_pixels
 from uer.data.tokenizer import Tokenizer
 from uer.models import build_model
@@ -63,17 +63,18 @@ def clip_batch(pooling: str) -> dict[str, torch.Tensor]:
 
 def mapped_grads(model, model_cfg, hf_names) -> dict[str, torch.Tensor]:
     """``model``'s gradients under the HF names, through the export mapping."""
-    family, head = export_head(model_cfg, "CLIPModel", None)
+    family = FAMILIES["clip"]
     grads = copy.deepcopy(model)
     for (name, p), g in zip(grads.named_parameters(), model.parameters(), strict=True):
         assert g.grad is not None, f"{name} got no gradient"
         p.data = g.grad.clone()
-    tensors, _ = engine.to_hf(family, head, grads, engine.num_layers(model_cfg))
+    tensors, _ = engine.to_hf(family, family.head("CLIPModel"), grads, engine.num_layers(model_cfg))
     assert tensors.keys() == hf_names
     return tensors
 
 
-@pytest.mark.parametrize(("pooling", "act"), [("eos", "quick_gelu"), ("argmax", "gelu")])
+@pytest.mark.parametrize(("pooling", "act"), [("eos", "quick_gelu"),
+                                               pytest.param("argmax", "gelu", marks=pytest.mark.slow)])
 def test_parity_with_transformers(pooling, act, tmp_path):
     hf = save_hf_clip(tmp_path / "hf", pooling, act)
     convert(tmp_path / "hf", tmp_path / "uer")
@@ -98,6 +99,7 @@ def test_parity_with_transformers(pooling, act, tmp_path):
         assert_parity(ours[name], grad, msg=name)
 
 
+@pytest.mark.slow
 def test_hf_uer_hf_is_bit_identical_and_loads_cleanly(tmp_path):
     save_hf_clip(tmp_path / "hf", "argmax")
     convert(tmp_path / "hf", tmp_path / "uer")
@@ -157,6 +159,7 @@ def test_uer_hf_uer_is_bit_identical_and_transformers_scores_real_inputs_alike(t
         assert_parity(hf(**inputs).logits_per_image, ours)
 
 
+@pytest.mark.slow
 def test_export_refusals_are_one_line(tmp_path):
     save_uer_clip(tmp_path / "uer", None)
     one_line_error(lambda: convert(tmp_path / "uer", tmp_path / "hf"), "text_pooling=last", "tokenizer")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from uer.convert.bert import activation
 from uer.convert.spec import ConfigKey, Family, Head, Lead, Rule, fused_qkv, params
-from uer.convert.vit import square
+from uer.convert.vit import image_keys
 from uer.data.image_text import CLIP_MEAN, CLIP_STD
 from uer.errors import UerError
 
@@ -122,9 +122,7 @@ FAMILY = Family(
         ConfigKey("text_config.max_position_embeddings", "max_seq_length"),
         *sizes("text_config", "text"),
         *sizes("vision_config", "vision"),
-        ConfigKey("vision_config.image_size", "vision.image_size", square),
-        ConfigKey("vision_config.patch_size", "vision.patch_size", square),
-        ConfigKey("vision_config.num_channels", "vision.channels"),
+        *image_keys("vision_config.", "vision."),
         *(ConfigKey(f"{t}_config.hidden_act", "activation", activation) for t in ("text", "vision")),
         *(ConfigKey(f"{t}_config.layer_norm_eps", "norm_eps") for t in ("text", "vision")),
         ConfigKey("text_config.attention_dropout", "encoder.first.attention.dropout"),

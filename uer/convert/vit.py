@@ -24,6 +24,14 @@ def square(value, _config):
     return int(value)
 
 
+def image_keys(hf: str = "", uer: str = "") -> tuple[ConfigKey, ...]:
+    """Image size, patch size and channels of a ViT-style config; ``hf``/``uer``: key prefixes
+    (CLIP's ``vision_config.`` and ``vision.``)."""
+    return (ConfigKey(f"{hf}image_size", f"{uer}image_size", square),
+            ConfigKey(f"{hf}patch_size", f"{uer}patch_size", square),
+            ConfigKey(f"{hf}num_channels", f"{uer}channels"))
+
+
 def pooler_check(config) -> str | None:
     """The problem with a ViT pooler uer cannot hold (its output width must be D), or None."""
     size = getattr(config, "pooler_output_size", None)
@@ -40,9 +48,7 @@ FAMILY = Family(
         *ENCODER_KEYS,
         ConfigKey("initializer_range", "init_std"),
         ConfigKey("layer_norm_eps", "norm_eps"),
-        ConfigKey("image_size", "image_size", square),
-        ConfigKey("patch_size", "patch_size", square),
-        ConfigKey("num_channels", "channels"),
+        *image_keys(),
         ConfigKey("num_labels", "num_labels"),
     ),
     fixed={"qkv_bias": (True,), "pooler_act": ("tanh",)},
