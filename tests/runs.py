@@ -31,6 +31,6 @@ def run_args(preset: str, corpus: Path, out: Path, steps: int, *extra: str) -> l
     if processor == "ParallelProcessor":  # a parallel corpus: English<TAB>Chinese
         args += [f"data.corpus={SHARED_DATA / 'corpora' / 'news-commentary-v13-en-zh_sampled.txt'}",
                  "data.seq_length=32", "data.vocab_size=2000"]
-    elif processor != "ImageProcessor":
+    elif processor not in ("ImageProcessor", "ImageTextProcessor"):  # these default to the digits
         args += [f"data.corpus={corpus}", "data.seq_length=32"]
     return args + list(extra)
