@@ -171,6 +171,14 @@ def hf_config_for(family: Family, head: Head, model_cfg: DictConfig, extras: dic
     return config
 
 
+def _without_token_ids(values: dict) -> dict:
+    """``values`` with every token id not given set to None, in the config and each sub-config: a
+    probe config has no tokenizer, and the class defaults (GPT-2's 50256, CLIP's 49406) would not
+    fit its vocabulary."""
+    subs = {k: {**dict.fromkeys(TOKEN_IDS), **v} for k, v in values.items() if isinstance(v, dict)}
+    return {**dict.fromkeys(TOKEN_IDS), **values, **subs}
+
+
 def differences(a: DictConfig, b: DictConfig) -> list[str]:
     """Differing keys of two resolved model configs, training-only keys left out."""
     return [d for d in model_differences(a, b)
@@ -196,7 +204,7 @@ def export_head(model_cfg: DictConfig, architecture: str | None, recorded: str |
     for family, head in sorted(heads, key=lambda fh: fh[1].architecture != recorded):
         try:
             values = hf_values(family, model_cfg)
-            probe = AutoConfig.for_model(family.model_type, **merged(dict.fromkeys(TOKEN_IDS), nested(values)))
+            probe = AutoConfig.for_model(family.model_type, **_without_token_ids(nested(values)))
             diffs = differences(model_cfg, uer_model_config(family, head, probe))
         except Exception as e:  # noqa: BLE001 - a family whose keys this config lacks simply does not fit
             diffs = [str(e).splitlines()[0] if str(e) else type(e).__name__]
