@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from checks import assert_parity, one_line_error
 from convert_cases import hf_config_dict, load_uer, same_tensors
 from omegaconf import OmegaConf
 from PIL import Image
+from runs import FAST
+from safetensors.torch import load_file
 
 from uer.config import compose_config, resolve
 from uer.convert import convert, engine, load_pretrained
@@ -23,6 +26,7 @@ from uer.data.image_text import clip_pixels
 from uer.data.tokenizer import Tokenizer
 from uer.models import build_model
 from uer.train.checkpoint import load_config, save_checkpoint
+from uer.train.run import prepare
 
 TEXT = {"hidden_size": 36, "num_attention_heads": 3, "intermediate_size": 52, "vocab_size": 99,
         "max_position_embeddings": 17, "num_hidden_layers": 2, "pad_token_id": 0, "bos_token_id": 1}
@@ -117,9 +121,9 @@ SIZES = ["model.vocab_size=null", "model.max_seq_length=17", "model.projection_d
          "model.vision.image_size=30", "model.vision.patch_size=6"]
 
 
-def save_uer_clip(directory, tokenizer, extra: tuple = ()):
-    """A clip_tiny checkpoint at odd sizes with random weights and the given tokenizer."""
-    cfg = compose_config(["+model=clip_tiny", *SIZES, *extra])
+def save_uer_clip(directory, tokenizer, extra: tuple = (), sizes: tuple = tuple(SIZES)):
+    """A clip_tiny checkpoint (at odd ``sizes``) with random weights and the given tokenizer."""
+    cfg = compose_config(["+model=clip_tiny", *sizes, *extra])
     cfg.model.vocab_size = tokenizer.vocab_size if tokenizer is not None else 99
     cfg = resolve(cfg)
     torch.manual_seed(0)
@@ -171,3 +175,18 @@ def test_export_refusals_are_one_line(tmp_path):
     raw["vision_config"]["hidden_act"] = "gelu"
     (tmp_path / "mixed" / "config.json").write_text(json.dumps(raw))
     one_line_error(lambda: convert(tmp_path / "mixed", tmp_path / "u"), "vision_config.hidden_act='gelu'")
+
+
+@pytest.mark.slow
+def test_pretraining_starts_from_an_exported_hugging_face_directory(tmp_path):
+    save_uer_clip(tmp_path / "uer", Tokenizer.load("builtin:kjv-wordpiece"), sizes=())
+    convert(tmp_path / "uer", tmp_path / "hf")
+    trainer = prepare(compose_config(["+model=clip_tiny", f"trainer.init_from={tmp_path / 'hf'}", *FAST,
+                                      "trainer.max_steps=2", "trainer.log_every=1", "data.batch_size=8",
+                                      f"trainer.output_dir={tmp_path / 'run'}"]))
+    source = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    assert torch.equal(trainer.model.target.clr.text_projection.weight.detach().cpu(), source["text_projection.weight"])
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["clr/loss"] for r in rows if r.get("split") == "train"]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
