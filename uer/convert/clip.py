@@ -29,12 +29,18 @@ SHARED = ("hidden_act", "layer_norm_eps")
 
 
 def pooling(eos_token_id, config) -> str:
-    """uer's ``target.clr.text_pooling`` for an HF config (see the module docstring)."""
+    """uer's ``target.clr.text_pooling`` for an HF config (see the module docstring).
+
+    Raises:
+        UerError: several end ids (a list), or a recorded pooling uer does not write.
+    """
     recorded = getattr(config, POOLING_KEY, None)
     if recorded is not None:
         if recorded != "last":
             raise UerError(f"{POOLING_KEY}={recorded!r} is not a uer text pooling written by an export (last)")
         return recorded
+    if not isinstance(eos_token_id, int):
+        raise UerError(f"text_config.eos_token_id={eos_token_id!r} has no uer equivalent (one id is needed)")
     return "argmax" if eos_token_id == LEGACY_EOS else "eos"
 
 
