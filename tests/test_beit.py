@@ -3,15 +3,22 @@ fitted before training, the MIM and SimMIM heads and the 2D relative position bi
 from __future__ import annotations
 
 import io
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from transformers import BeitConfig
 from transformers.models.beit.modeling_beit import BeitRelativePositionBias
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `examples.*`
+
+from examples.image_classification.train import few_label_split
 from uer.data.fitting import fit_to_data
+from uer.data.loader import split_indices
 from uer.data.mim import MaskedImageCollator, blockwise_mask
 from uer.embeddings.patch import PatchEmbedding
 from uer.errors import UerError
@@ -125,7 +132,7 @@ def test_relative_position_bias_2d_matches_transformers():
 
 def test_per_layer_bias_is_added_to_the_attention_scores():
     torch.manual_seed(0)
-    bias = lambda: RelativePositionBias2d(num_heads=2, image_size=4, patch_size=2)  # noqa: E731
+    bias = lambda: RelativePositionBias2d(num_heads=2, image_size=4, patch_size=2)
     attention = MultiHeadAttention(dim=8, num_heads=2, position_bias=bias)
     plain = MultiHeadAttention(dim=8, num_heads=2)
     plain.load_state_dict(attention.state_dict(), strict=False)
@@ -159,3 +166,14 @@ class RowsStub:
     def __getitem__(self, ids: list[int]) -> dict[str, list]:
         self.asked = list(ids)
         return {"image": [self.images[i] for i in ids], "label": [0] * len(ids)}
+
+
+def test_few_label_split_tests_on_pretrainings_held_out_rows():
+    labels = np.repeat(np.arange(3), 20)
+    task = OmegaConf.create({"test_samples": 9, "labels_per_class": 4, "seed": 5})
+    split = few_label_split(labels, task)
+    assert np.array_equal(split["test"], np.sort(split_indices(60, 9, 5)[1]))  # what uer-pretrain holds out
+    assert [np.bincount(labels[split[s]]).tolist() for s in ("train", "dev")] == [[4, 4, 4], [4, 4, 4]]
+    assert not set(split["train"]) & set(split["dev"]) and not (set(split["train"]) | set(split["dev"])) & set(split["test"])
+    with pytest.raises(UerError, match="task.labels_per_class=9: class"):
+        few_label_split(labels, OmegaConf.create({**task, "labels_per_class": 9}))

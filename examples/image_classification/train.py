@@ -18,24 +18,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `examples.*`
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from uer.preprocess.images import ImageProcessor
 
-from examples.features import Rows  # noqa: E402
-from examples.finetune import (best_model, callbacks, compose_recipe, finetune_config, load_body,  # noqa: E402
-                               target_config)
-from uer.cli.common import run_command  # noqa: E402
-from uer.config import compose_config, resolve  # noqa: E402
-from uer.convert import load_pretrained  # noqa: E402
-from uer.data.images import ImageCollator  # noqa: E402
-from uer.data.loader import BatchLoader, split_indices  # noqa: E402
-from uer.errors import UerError  # noqa: E402
-from uer.models.build import DEFAULT_ALLOWED, build_model  # noqa: E402
-from uer.preprocess.images import ImageProcessor  # noqa: E402
-from uer.train.assemble import Data, build_trainer, settings  # noqa: E402
-from uer.train.metrics import Evaluation  # noqa: E402
-from uer.train.run import resume_point  # noqa: E402
+from examples.features import Rows
+from examples.finetune import best_model, callbacks, compose_recipe, finetune_config, load_body, target_config
+from uer.cli.common import run_command
+from uer.config import compose_config, resolve
+from uer.convert import load_pretrained
+from uer.data.images import ImageCollator
+from uer.data.loader import BatchLoader, split_indices
+from uer.errors import UerError
+from uer.models.build import DEFAULT_ALLOWED, build_model
+from uer.train.assemble import Data, build_trainer, settings
+from uer.train.metrics import Evaluation
+from uer.train.run import resume_point
 
 HERE = Path(__file__).resolve().parent
 

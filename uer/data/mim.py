@@ -43,7 +43,7 @@ def blockwise_mask(rng: np.random.Generator, height: int, width: int, num_masked
         for _ in range(10):
             area = min_block + (room - min_block) * rng.random()  # as Python's uniform: room may be < min_block
             aspect = math.exp(rng.uniform(*log_aspect))
-            h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            h, w = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
             if w < width and h < height:
                 top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
                 new = h * w - int(mask[top:top + h, left:left + w].sum())
