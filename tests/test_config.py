@@ -12,7 +12,7 @@ from uer.models import build_model
 
 CONF = importlib.resources.files("uer.conf")
 EXPECTED = {"bert_base", "bert_mini", "bert_tiny", "roberta_base", "albert_base", "gpt2", "gpt2_tiny",
-            "vit_base_16", "vit_tiny", "t5_small", "t5_base", "t5_v1_1_small", "bart_base", "pegasus_base",
+            "vit_base_16", "vit_tiny", "clip_tiny", "clip_b32", "clip_b16", "t5_small", "t5_base", "t5_v1_1_small", "bart_base", "pegasus_base",
             "transformer_base"}
 
 
@@ -48,7 +48,7 @@ def test_preset_builds_at_full_size(preset):
     assert {"ViltPairs": {"mlm", "itm"}, "NspProcessor": {"mlm", "sp"}, "SopProcessor": {"mlm", "sp"}, "FullSentencesProcessor": {"mlm"},
             "CausalLmProcessor": {"lm"}, "ImageProcessor": {"cls"}, "SpanCorruptionProcessor": {"lm"},
             "SentenceBlocksProcessor": {"lm"}, "ParallelProcessor": {"lm"},
-            "PrefixLmProcessor": {"lm"}, "MaskedImages": {"mim"}}[processor] == targets
+            "PrefixLmProcessor": {"lm"}, "MaskedImages": {"mim"}, "ImageTextProcessor": {"clr"}}[processor] == targets
 
 
 @pytest.mark.parametrize("group,option", [
@@ -59,7 +59,7 @@ def test_preset_builds_at_full_size(preset):
 def test_every_group_option_composes(group, option):
     base = "vit_tiny" if (group, option) == ("data", "image") else "beit_tiny" if (group, option) == ("data", "mim") \
         else "bert_tiny"
-    base = "vilt_tiny" if (group, option) == ("data", "vilt") else base
+    base = "vilt_tiny" if (group, option) == ("data", "vilt") else "clip_tiny" if (group, option) == ("data", "image_text") else base
     cfg = resolve(compose_config([f"+model={base}", f"{group}={option}"]))
     assert cfg[group] is not None
 
@@ -74,6 +74,8 @@ def test_every_model_part_composes_and_builds(part):
         overrides = sized(base) + [f"model/{part}={option}"]
         if option == "patch_pos":
             overrides = sized("vit_tiny")
+        if option in ("dual_clip", "clr"):  # CLIP's parts go together
+            overrides = sized("clip_tiny")
         if option in ("dual_text", "dual", "cosine"):  # two-tower parts go together
             overrides = sized("bert_tiny") + ["model/embedding=dual_text", "model/encoder=dual", "model/target=cosine"]
         cfg = resolve(compose_config(overrides))

@@ -18,15 +18,21 @@ preset's parts, options and data processor at a fraction of the cost of its real
 LOSS_FALL = 0.2
 """Nats the mean training loss of the last 5 steps must be below that of the first 5 (the step-to-step
 noise of these tiny runs is about 0.1; a model that does not learn stays within it)."""
-SCHEDULE = {"image": (100, 32, "1e-3"), "text": (30, 8, "3e-3")}
+SCHEDULE = {"image": (100, 32, "1e-3"), "text": (30, 8, "3e-3"), "contrastive": (150, 32, "5e-4")}
 """Steps, batch size and learning rate of the tiny runs: a ViT sits on the ln(10) plateau of the digits
-for about 50 steps before it learns; the text objectives fall from the first steps."""
+for about 50 steps before it learns; the text objectives fall from the first steps; CLIP needs a
+batch of many pairs and collapses to the ln(batch) plateau at higher rates."""
 
 
 def tiny(preset: str) -> list[str]:
     """``model.*`` overrides that shrink ``preset`` to :data:`TINY` sizes (ALBERT keeps a factorized
-    embedding: ``emb_dim`` 16 projected to 32; elsewhere ``emb_dim`` follows ``dim``)."""
+    embedding: ``emb_dim`` 16 projected to 32; elsewhere ``emb_dim`` follows ``dim``). Two-tower
+    presets (CLIP: ``model.text`` and ``model.vision``) take clip_tiny's sizes and init."""
     model = composed(preset).model
+    if "text" in model and "vision" in model:
+        small = composed("clip_tiny").model
+        return [f"model.{section}.{k}={v}" for section in ("text", "vision") for k, v in small[section].items()] + \
+            [f"model.{k}={small[k]}" for k in ("max_seq_length", "projection_dim", "init_std")]
     sizes = {k: v for k, v in TINY.items() if k in model}
     if "emb_dim" in model and OmegaConf.is_interpolation(model, "emb_dim"):
         del sizes["emb_dim"]
@@ -48,7 +54,8 @@ def distinct_at_tiny_size() -> list[str]:
 
 @pytest.mark.parametrize("preset", distinct_at_tiny_size())
 def test_every_preset_trains_at_tiny_size_and_its_loss_falls(preset, small_corpus, tmp_path):
-    steps, batch_size, lr = SCHEDULE["image" if processor_of(preset) == "ImageProcessor" else "text"]
+    kind = "image" if processor_of(preset) == "ImageProcessor" else "text"
+    steps, batch_size, lr = SCHEDULE["contrastive" if "clr" in composed(preset).model.target else kind]
     args = run_args(preset, small_corpus, tmp_path / "run", steps, *tiny(preset), f"data.batch_size={batch_size}",
                     f"optim.lr={lr}", "scheduler=constant", "trainer.log_every=1", "trainer.save_every=0")
     metrics = pretrain(compose_config(args))
