@@ -91,7 +91,7 @@ def vilt():
 def test_embedding_equals_transformers_vilt_embeddings(vilt):
     """Text then [CLS] + patches, each with its modality vector, against HF ViltEmbeddings holding
     the same weights (HF visits patches in a random order: compare them sorted by position)."""
-    config = transformers.ViltConfig(hidden_size=36, vocab_size=50, max_position_embeddings=32, image_size=12,
+    config = transformers.ViltConfig(hidden_size=36, vocab_size=50, max_position_embeddings=40, image_size=12,
                                      patch_size=4, num_attention_heads=4)
     ref = transformers.models.vilt.modeling_vilt.ViltEmbeddings(config).eval()
     e = vilt.embedding
