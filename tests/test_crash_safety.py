@@ -75,6 +75,7 @@ def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> 
         assert torch.equal(value, b[key]), key
 
 
+@pytest.mark.slow  # a real process killed mid-write: ~20 s; the quick suite keeps the in-process write faults
 def test_sigkill_mid_checkpoint_write_resumes_from_the_last_complete_one(straight, small_corpus, tmp_path):
     reference, cache = straight
     out = tmp_path / "run"

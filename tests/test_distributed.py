@@ -110,6 +110,7 @@ def test_ddp_checkpoint_resumes_on_one_process(reference, small_corpus, tmp_path
     assert_same(final_weights(reference), final_weights(out))
 
 
+@pytest.mark.slow  # two processes under uer-torchrun; the bad-input path of one process is quick in test_cli
 def test_bad_input_fails_every_rank_with_one_line(small_corpus, tmp_path):
     done = torchrun(tmp_path / "cache", *args(tmp_path / "missing.txt", tmp_path / "run", 2, 4))
     assert done.returncode == 2, done.stderr[-3000:]  # the run's status, not torchrun's 1

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from checks import one_line_error
 from PIL import Image
+from uer.cli.preprocess import main as preprocess_main
 from uer.preprocess.build import META_FILE, build_dataset, load_dataset_dir, read_meta
 from uer.preprocess.corpus import default_corpus, iter_documents, open_corpus
 from uer.preprocess.registry import options_from_config
@@ -291,7 +292,7 @@ def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_cli_end_to_end_and_errors(tmp_path):
+def test_cli_end_to_end_and_errors(tmp_path, capsys):
     corpus, out = kjv(tmp_path, 4), tmp_path / "out"
     done = run_cli(tmp_path, "data=lm", f"data.corpus={corpus}", "data.seq_length=32", "data.batch_size=3",
                    "data.num_proc=1", f"output={out}")
@@ -302,9 +303,9 @@ def test_cli_end_to_end_and_errors(tmp_path):
     assert meta["processor"] == "uer.preprocess.causal_lm.CausalLmProcessor"
     for overrides, needle in [((f"data.corpus={tmp_path / 'missing.txt'}",), "missing.txt: file not found"),
                               (("data.seq_lenght=64",), "unknown key data.seq_lenght")]:
-        failed = run_cli(tmp_path, *overrides, f"output={tmp_path / 'failed'}")
-        lines = failed.stderr.strip().splitlines()
-        assert failed.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+        status = preprocess_main([*overrides, f"output={tmp_path / 'failed'}"])  # in-process: the same main()
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
         assert not (tmp_path / "failed").exists()
 
 

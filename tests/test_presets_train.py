@@ -13,7 +13,7 @@ from uer.config import compose_config, presets
 from uer.train.run import pretrain
 
 TINY = {"dim": 32, "emb_dim": 16, "num_layers": 2, "num_heads": 2, "ffn_dim": 64, "image_size": 32, "patch_size": 4,
-        "codebook_size": 256}
+        "codebook_size": 256, "channels": 1}
 """Sizes every preset is trained at in the quick suite (keys a preset lacks are left out): the
 preset's parts, options and data processor at a fraction of the cost of its real size (BEiT's
 codebook too: fitting 8,192 centroids costs more than the run)."""
