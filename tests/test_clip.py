@@ -178,3 +178,44 @@ def test_evaluator_scores_held_out_pairs(pairs):
     assert set(result) == {"i2t_r@1", "i2t_r@5", "t2i_r@1", "t2i_r@5", "zero_shot_acc"}
     assert all(0 <= v <= 1 for v in result.values())
     assert result["i2t_r@5"] == 1.0  # 3 distinct captions: 5 best always hold the right one
+
+
+@pytest.mark.slow  # a short clip_tiny run, then the script on its checkpoint and on the exported CLIPModel
+def test_zero_shot_script_recomputes_the_runs_held_out_metrics(tmp_path, capsys):
+    """``examples/zero_shot.py`` on a checkpoint prints the held-out metrics its run logged (same split,
+    tokenization and pixels), and the same figures for the checkpoint exported to a Hugging Face CLIPModel."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples import zero_shot
+    from uer.cli.convert import main as convert_main
+    from uer.train.run import pretrain
+
+    out = tmp_path / "run"
+    pretrain(compose_config(["+model=clip_tiny", f"trainer.output_dir={out}", "trainer.max_steps=4",
+                             "trainer.progress=false", "trainer.eval_every=4", "data.eval_samples=64", "data.num_proc=1"]))
+    logged = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["split"] == "eval"][-1]
+    (checkpoint,) = (out / "checkpoints").iterdir()
+    assert convert_main([str(checkpoint), str(tmp_path / "hf")]) == 0
+    for source in (checkpoint, tmp_path / "hf"):
+        capsys.readouterr()
+        assert zero_shot.main([str(source), "--samples", "64"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith("held-out pairs "), lines
+        printed = dict(line.split() for line in lines[1:])
+        for name in ("i2t_r@1", "i2t_r@5", "t2i_r@1", "t2i_r@5", "zero_shot_acc"):
+            assert float(printed[name]) == pytest.approx(logged[name], abs=6e-5), (source, name)
+
+
+def test_init_from_takes_the_sizes_of_both_towers():
+    """``+model=clip_b32 trainer.init_from=<a smaller CLIP>`` trains the checkpoint's model: the sizes
+    of ``model.text``/``model.vision`` (sections that are not parts) and ``projection_dim`` come from it."""
+    from uer.models.pretrained import model_differences
+    from uer.train.run import take_sizes
+
+    preset, checkpoint = compose_config(["+model=clip_b32"]).model, resolve(compose_config(["+model=clip_tiny"])).model
+    take_sizes(preset, checkpoint)
+    diffs = model_differences(resolve(preset), checkpoint)
+    assert diffs == ["model.init_std: 0.02 vs 0.1"], diffs  # a size-independent setting stays the preset's

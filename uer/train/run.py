@@ -80,18 +80,22 @@ def fill_sizes(model_cfg: DictConfig, tokenizer, meta: dict) -> None:
 
 
 SIZE_KEYS = ("dim", "emb_dim", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_seq_length", "norm_eps",
-             "image_size", "patch_size", "channels", "num_labels")
+             "image_size", "patch_size", "channels", "num_labels", "projection_dim", "codebook_size")
 """Model keys a checkpoint given as ``trainer.init_from`` decides."""
 
 
-def take_sizes(model_cfg: DictConfig, checkpoint_model: DictConfig) -> None:
+def take_sizes(model_cfg: DictConfig, checkpoint_model: DictConfig, prefix: str = "model") -> None:
     """Copy the checkpoint's sizes (:data:`SIZE_KEYS`) into the preset's model config, so
-    ``+model=bert_base trainer.init_from=<a 6-layer, 384-wide BERT>`` trains that model."""
-    for key in SIZE_KEYS:
-        if key in model_cfg and key in checkpoint_model and model_cfg[key] != checkpoint_model[key]:
-            log.info("model.%s=%s from the checkpoint (the preset says %s)", key, checkpoint_model[key],
-                     model_cfg[key])
-            model_cfg[key] = checkpoint_model[key]
+    ``+model=bert_base trainer.init_from=<a 6-layer, 384-wide BERT>`` trains that model; also the
+    sizes of sections that are not parts (no ``_target_``), e.g. CLIP's ``model.text`` and
+    ``model.vision``."""
+    for key in model_cfg:
+        value, theirs = model_cfg.get(key), checkpoint_model.get(key)
+        if OmegaConf.is_dict(value) and "_target_" not in value and OmegaConf.is_dict(theirs):
+            take_sizes(value, theirs, f"{prefix}.{key}")
+        elif key in SIZE_KEYS and key in checkpoint_model and value != theirs:
+            log.info("%s.%s=%s from the checkpoint (the preset says %s)", prefix, key, theirs, value)
+            model_cfg[key] = theirs
 
 
 def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
