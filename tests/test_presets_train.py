@@ -16,7 +16,8 @@ TINY = {"dim": 32, "emb_dim": 16, "num_layers": 2, "num_heads": 2, "ffn_dim": 64
         "codebook_size": 256, "channels": 1}
 """Sizes every preset is trained at in the quick suite (keys a preset lacks are left out): the
 preset's parts, options and data processor at a fraction of the cost of its real size (BEiT's
-codebook too: fitting 8,192 centroids costs more than the run)."""
+codebook too: fitting 8,192 centroids costs more than the run; one channel for the grayscale digits
+of image classification and MIM)."""
 LOSS_FALL = 0.2
 """Nats the mean training loss of the last 5 steps must be below that of the first 5 (the step-to-step
 noise of these tiny runs is about 0.1; a model that does not learn stays within it)."""
@@ -36,6 +37,8 @@ def tiny(preset: str) -> list[str]:
         return [f"model.{section}.{k}={v}" for section in ("text", "vision") for k, v in small[section].items()] + \
             [f"model.{k}={small[k]}" for k in ("max_seq_length", "projection_dim", "init_std")]
     sizes = {k: v for k, v in TINY.items() if k in model}
+    if processor_of(preset) != "ImageProcessor":  # image-text pixels are RGB, as CLIP's processor makes them
+        sizes.pop("channels", None)
     if "emb_dim" in model and OmegaConf.is_interpolation(model, "emb_dim"):
         del sizes["emb_dim"]
     return [f"model.{k}={v}" for k, v in sizes.items()]
