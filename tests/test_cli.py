@@ -176,6 +176,7 @@ def test_output_dir_holding_a_run_is_left_untouched(workdir, trained):
     assert files_digest(workdir / "run") == before
 
 
+@pytest.mark.slow  # two real commands (~11 s); the quick suite runs each command for real elsewhere
 def test_preprocess_once_then_train_from_the_dataset(workdir):
     """In a fresh directory, as a user would: preprocess, then train from the dataset with the default
     ``trainer.output_dir`` (``outputs/<model name>/<time>``)."""

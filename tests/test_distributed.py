@@ -65,6 +65,7 @@ def reference(small_corpus, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # two processes (~11 s): CI runs it with the other multi-process tests
 def test_ddp_two_processes_equal_one_with_the_global_batch(reference, small_corpus, tmp_path):
     done = torchrun(Path(os.environ["UER_CACHE"]), *args(small_corpus, tmp_path / "ddp", 5, 4))
     assert done.returncode == 0, done.stderr[-3000:]
