@@ -4,7 +4,6 @@ entry, an existing run or checkpoint untouched. Most cases call the library (fas
 commands to check exit status 2, one ``error:`` line and no traceback."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from checks import one_line_error
+from checks import digest, one_line_error
 from omegaconf import OmegaConf
 from uer.preprocess.build import build_dataset, load_dataset_dir
 from uer.preprocess.registry import options_from_config
@@ -33,11 +32,6 @@ FAST = ["trainer.progress=false", "trainer.eval_every=0", "data.eval_samples=4",
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("UER_CACHE", str(tmp_path / "cache"))
 
-
-def digest(root: Path) -> dict[str, str]:
-    """Every file under ``root`` with its sha256: what "untouched" compares."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def cache_entries(tmp_path: Path) -> list[str]:

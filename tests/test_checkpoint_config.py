@@ -6,14 +6,13 @@ Each doctored checkpoint is refused with one line (exit 2 through the commands),
 written, and the checkpoint is left byte-identical."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from checks import one_line_error
+from checks import digest, one_line_error
 from omegaconf import OmegaConf
 
 from examples.finetune import build_task_model, compose_recipe
@@ -37,10 +36,6 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
 """Billion laughs: nine levels of ten aliases, 10**9 strings once expanded, in 400 bytes."""
 
-
-def digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ a tiny run's outputs, training from a preprocessed dataset, and bad input — ex
 one-line ``error:`` naming the file or key, and no output directory left behind."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checks import digest
 
 from uer.cli.common import run_command
 from uer.cli.pretrain import main as pretrain_main
@@ -67,10 +67,6 @@ def error_line(done: subprocess.CompletedProcess) -> str:
     assert "Traceback" not in done.stderr and sum(line.startswith("error") for line in lines) == 1
     return lines[-1]
 
-
-def files_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 RUN = ["data.corpus=latin1.txt", "data.invalid_utf8=skip", "trainer.output_dir=run"]
@@ -170,10 +166,10 @@ def test_output_dir_that_is_a_file(workdir):
 
 
 def test_output_dir_holding_a_run_is_left_untouched(workdir, trained):
-    before = files_digest(workdir / "run")
+    before = digest(workdir / "run")
     line = error_line(pretrain(workdir, *RUN))
     assert "output dir run " in line and "trainer.resume=auto" in line, line
-    assert files_digest(workdir / "run") == before
+    assert digest(workdir / "run") == before
 
 
 @pytest.mark.slow  # two real commands (~11 s); the quick suite runs each command for real elsewhere

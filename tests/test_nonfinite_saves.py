@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import digest, pretrain
+from checks import digest
+from faults import pretrain
 from runs import run_args
 from safetensors.torch import load_file
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import digest, pretrain
+from checks import digest
+from faults import pretrain
 from runs import run_args
 
 from uer.cli.soup import main as soup_main
