@@ -93,7 +93,8 @@ def _gathered_gradients(rank: int, world: int, port: int, out) -> None:
         single = ClrTarget(11, 13, 6)
         single.load_state_dict(target.state_dict())
         single(hidden, batch).loss.backward()
-        out.put({n: (p.grad.clone(), single.get_parameter(n).grad.clone()) for n, p in target.named_parameters()})
+        # numpy arrays travel by value: a tensor would travel as a shared-memory handle that dies with this process
+        out.put({n: (p.grad.numpy(), single.get_parameter(n).grad.numpy()) for n, p in target.named_parameters()})
     else:
         torch.distributed.destroy_process_group()
 
@@ -111,7 +112,7 @@ def test_two_processes_gather_features_and_match_one_process_with_the_whole_batc
         p.join(timeout=60)
         assert p.exitcode == 0
     for name, (two, one) in grads.items():
-        assert_parity(two, one, msg=name)
+        assert_parity(torch.from_numpy(two), torch.from_numpy(one), msg=name)
 
 
 def test_pixels_equal_clip_image_processor_on_real_images():
