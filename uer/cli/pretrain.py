@@ -23,6 +23,7 @@ Pretrains a model preset on the embedded King James Bible corpus, or on your dat
   uer-pretrain +model=bert_mini data.corpus=my.txt data.tokenizer=vocab.txt trainer.max_steps=1000
 Swap parts or groups: model/target=mlm data=mlm optim=sgd scheduler=cosine
 Print the composed config and exit: --cfg
+Print the parameter count (built on the meta device, nothing allocated) and exit: --info
 On N processes: uer-torchrun --nproc_per_node=N -m uer.cli.pretrain +model=<preset> [trainer.strategy=fsdp2]
 Presets: {presets}"""
 PREEMPTED = 143
@@ -36,10 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         if args and args[0] in ("-h", "--help"):
             print(USAGE.format(presets=", ".join(presets())))
             return 0
-        show = "--cfg" in args
-        cfg = compose_config([a for a in args if a != "--cfg"])
+        show, info = "--cfg" in args, "--info" in args
+        cfg = compose_config([a for a in args if a not in ("--cfg", "--info")])
         if show:
             print(OmegaConf.to_yaml(cfg))
+            return 0
+        if info:
+            from uer.models.info import describe  # lazy: as pretrain below
+
+            print(describe(cfg.model))
             return 0
         # lazy, deliberately: torch loads only past --help/--cfg (0.2 s instead of 2-3 s on an idle machine)
         from uer.train.run import pretrain  # lazy

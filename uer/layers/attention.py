@@ -15,9 +15,19 @@ from uer.layers.kv_cache import KVCache
 PATTERNS = ("fully_visible", "causal", "prefix")
 
 
+def packed_documents(position_ids: torch.Tensor) -> torch.Tensor:
+    """(B, S) int64 document index of every position of packed sequences, from their (B, S)
+    ``position_ids``: a document starts wherever a position does not follow its left neighbour by
+    one (positions restart at each packed document), as transformers' ``find_packed_sequence_indices``
+    (``masking_utils``) reads a packed batch. Positions that count on after the last document
+    (padding) stay in it."""
+    first = position_ids[:, :1] - 1
+    return (torch.diff(position_ids, prepend=first, dim=-1) != 1).cumsum(-1)
+
+
 def attention_mask(mask: torch.Tensor | None, pattern: str, length: int, past: int = 0,
-                   prefix: torch.Tensor | None = None, explicit: bool = False
-                   ) -> tuple[torch.Tensor | None, bool]:
+                   prefix: torch.Tensor | None = None, explicit: bool = False,
+                   documents: torch.Tensor | None = None) -> tuple[torch.Tensor | None, bool]:
     """Turn a padding mask and an attention pattern into SDPA's ``(attn_mask, is_causal)``.
 
     Queries are the ``length`` newest positions ``past .. past + length - 1``; keys are all
@@ -32,6 +42,9 @@ def attention_mask(mask: torch.Tensor | None, pattern: str, length: int, past: i
         prefix: (B, past + length) bool, True = prefix (source) position; required for ``prefix``.
         explicit: never answer with ``is_causal=True``; return the bool mask instead (for callers that
             add a position bias).
+        documents: (B, past + length) int, the document of each position (:func:`packed_documents`);
+            with ``causal``, a query sees only the keys of its own document: a block-diagonal causal
+            mask, so documents packed into one sequence never attend to each other.
 
     Returns:
         ``attn_mask``: None (nothing to mask, the fastest SDPA path), or a bool tensor broadcastable
@@ -46,15 +59,17 @@ def attention_mask(mask: torch.Tensor | None, pattern: str, length: int, past: i
     if pattern == "prefix" and prefix is None:
         raise ValueError("the prefix attention pattern needs the prefix positions (token_type_ids == 0)")
     keys = None if mask is None else mask[:, None, None, :].bool()  # (B, 1, 1, K)
-    if pattern == "fully_visible" or (pattern == "causal" and length == 1):
+    if pattern == "fully_visible" or (pattern == "causal" and length == 1 and documents is None):
         return keys, False
-    if pattern == "causal" and keys is None and past == 0 and not explicit:
+    if pattern == "causal" and keys is None and past == 0 and not explicit and documents is None:
         return None, True
-    device = mask.device if mask is not None else (prefix.device if prefix is not None else None)
+    device = next((t.device for t in (mask, prefix, documents) if t is not None), None)
     q = torch.arange(past, past + length, device=device)[:, None]
     visible = torch.arange(past + length, device=device)[None, :] <= q  # (length, K)
     if pattern == "prefix":
         visible = visible | prefix[:, None, None, :].bool()
+    if documents is not None and pattern == "causal":
+        visible = visible & (documents[:, None, past:, None] == documents[:, None, None, :])  # (B, 1, length, K)
     return visible if keys is None else keys & visible, False
 
 
@@ -113,6 +128,7 @@ class MultiHeadAttention(nn.Module):
         head_dim: Dh (None = D / H; T5 v1.1 has H·Dh != D).
         dropout: attention-probability dropout (active in training only).
         bias: biases on the projections.
+        out_bias: bias on the output projection (None = ``bias``; Qwen2 has q/k/v biases and none here).
         scale: factor on q·k (None = Dh^-0.5; T5 uses 1.0, its init absorbs the scaling).
         rotary: a factory ``rotary(Dh) -> module`` of a positional scheme applied to q and k of
             self-attention, ``module(q, k, position_ids) -> (q, k)`` (e.g. :class:`uer.layers.rotary.RotaryEmbedding`);
@@ -128,7 +144,7 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, *, dim: int, num_heads: int, num_kv_heads: int | None = None, head_dim: int | None = None,
-                 dropout: float = 0.0, bias: bool = True, scale: float | None = None,
+                 dropout: float = 0.0, bias: bool = True, out_bias: bool | None = None, scale: float | None = None,
                  rotary: Callable[[int], nn.Module] | None = None, cross: bool = False,
                  position_bias: Callable[[], nn.Module] | None = None):
         super().__init__()
@@ -151,7 +167,7 @@ class MultiHeadAttention(nn.Module):
             self.kv = nn.Linear(dim, 2 * kv_inner, bias=bias)
         else:
             self.qkv = nn.Linear(dim, inner + 2 * kv_inner, bias=bias)
-        self.out = nn.Linear(inner, dim, bias=bias)
+        self.out = nn.Linear(inner, dim, bias=bias if out_bias is None else out_bias)
         self.rotary = rotary(head_dim) if rotary is not None and not cross else None
         self.position_bias = position_bias() if position_bias is not None and not cross else None
 
