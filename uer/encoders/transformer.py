@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from uer.layers.attention import attention_mask, with_bias
+from uer.layers.attention import attention_mask, packed_documents, with_bias
 from uer.layers.kv_cache import KVCache
 from uer.layers.relative_position import RelativePositionBias
 from uer.layers.transformer_layer import TransformerLayer
@@ -96,13 +96,19 @@ class TransformerEncoder(nn.Module):
         (source) position, is required by and only used with the ``prefix`` pattern; once a cache holds
         the prefix, new positions are target positions (causal) and ``prefix`` is not needed.
         ``position_ids`` (B, S) int64, the batch's explicit positions, is context for attention parts
-        that apply a positional scheme to q/k (rotary); others ignore it.
+        that apply a positional scheme to q/k (rotary); others ignore it. In a causal stack without a
+        ``cache`` they also mark packed documents: where positions restart, a new document begins that
+        attends only to itself (:func:`~uer.layers.attention.packed_documents`, as transformers reads
+        packed batches).
         """
         past = cache.length if cache is not None else 0
         # positions generated after a cached prefix are target positions: causal over everything before
         pattern = "causal" if self.mask == "prefix" and past > 0 else self.mask
+        # explicit positions of a causal stack without a cache: packed documents, each seeing only itself
+        packed = pattern == "causal" and cache is None and position_ids is not None
         attn_mask, is_causal = attention_mask(mask, pattern, x.shape[1], past, prefix,
-                                              explicit=self.position_bias is not None)
+                                              explicit=self.position_bias is not None,
+                                              documents=packed_documents(position_ids) if packed else None)
         return self._run(x, attn_mask, is_causal, past, cache, position_ids=position_ids)
 
     def _run(self, x: torch.Tensor, attn_mask, is_causal: bool, past: int, cache: KVCache | None,
