@@ -2,7 +2,7 @@
 
 Every vocabulary format a user may bring is imported into a `tokenizers` backend (`Tokenizer.load`,
 reading each format with `uer.data.tokenizer_formats`),
-and a new WordPiece or byte-level BPE vocabulary can be trained from a corpus (`Tokenizer.train`).
+and a new WordPiece, byte-level BPE or character vocabulary can be trained from a corpus (`Tokenizer.train`).
 Special tokens (roles cls, sep, mask, pad, unk, bos, eos) belong to each instance, never to globals.
 
 Builtin tokenizers ship as ``uer/data/default/<name>.json``; each is exactly what `train_tokenizer(name)`
@@ -35,6 +35,7 @@ from uer.data.tokenizer_formats import (
     ROLES,
     bert_pipeline,
     byte_level_pipeline,
+    char_pipeline,
     fail,
     merges_candidates,
     read_bpe,
@@ -141,7 +142,10 @@ class Tokenizer:
         kind="wordpiece": BERT pipeline (BertNormalizer with Chinese characters split, BertPreTokenizer,
         "##" continuation) with [PAD] [UNK] [CLS] [SEP] [MASK] at ids 0-4 (Wu et al. 2016, Devlin et
         al. 2019). kind="bpe": GPT-2 byte-level BPE with <|endoftext|> at id 0 (Radford et al. 2019);
-        `lowercase` adds a Lowercase normalizer. `vocab_size` counts the special tokens; pairs seen
+        `lowercase` adds a Lowercase normalizer. kind="chars": one token per character seen (speech
+        transcripts, as wav2vec 2.0's CTC vocabularies), <s> <pad> </s> <unk> at ids 0-3 and "|" (a space)
+        at 4 (`uer.data.tokenizer_formats.char_pipeline`; `vocab_size` and `min_frequency` do not apply).
+        `vocab_size` counts the special tokens; pairs seen
         fewer than `min_frequency` times are not merged. Deterministic: the same files and arguments
         give an identical tokenizer.json. Raises `UerError` for a missing, unreadable, non-UTF-8 or
         blank file, no files, or an unknown kind.
@@ -160,8 +164,11 @@ class Tokenizer:
                 vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=["<|endoftext|>"],
                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
             backend.train_from_iterator(_corpus_batches(paths), trainer)
+        elif kind == "chars":
+            alphabet = {c for batch in _corpus_batches(paths) for line in batch for c in line}
+            backend = char_pipeline(sorted({c.lower() for c in alphabet} if lowercase else alphabet), lowercase)
         else:
-            raise UerError(f"tokenizer training: unknown kind {kind!r}; expected 'wordpiece' or 'bpe'")
+            raise UerError(f"tokenizer training: unknown kind {kind!r}; expected 'wordpiece', 'bpe' or 'chars'")
         return cls._finish(backend, paths[0])
 
     def save(self, directory: str | Path, model_max_length: int | None = None) -> None:

@@ -127,6 +127,29 @@ def byte_level_pipeline(model, lowercase: bool) -> tokenizers.Tokenizer:
     return backend
 
 
+CHAR_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
+"""Special tokens of a character vocabulary, at ids 0-3: the order of fairseq dictionaries and
+Speech2TextTokenizer (so S2T's positions start at pad + 1 = 2 as in Hugging Face's S2T); a CTC model
+takes <pad> (1) as its blank, as Wav2Vec2ForCTC does."""
+WORD_DELIMITER = "|"
+"""The symbol of a space in a character vocabulary (wav2vec 2.0's word delimiter token)."""
+
+
+def char_pipeline(characters: list[str], lowercase: bool) -> tokenizers.Tokenizer:
+    """A character vocabulary for speech transcripts (as wav2vec 2.0 CTC models use): `CHAR_SPECIALS`,
+    then `WORD_DELIMITER`, then ``characters`` in order; every character is a token, a run of spaces is "|",
+    an unseen character is <unk>; decoding joins the characters and turns "|" back into spaces."""
+    symbols = [c for c in characters if not c.isspace() and c != WORD_DELIMITER]
+    vocab = {token: i for i, token in enumerate([*CHAR_SPECIALS, WORD_DELIMITER, *symbols])}
+    backend = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    steps = [normalizers.Lowercase()] if lowercase else []
+    backend.normalizer = normalizers.Sequence([*steps, normalizers.Strip(),
+                                               normalizers.Replace(tokenizers.Regex(r"\s+"), WORD_DELIMITER)])
+    backend.pre_tokenizer = pre_tokenizers.Split(tokenizers.Regex("."), behavior="isolated")
+    backend.decoder = decoders.Sequence([decoders.Replace(WORD_DELIMITER, " "), decoders.Fuse()])
+    return backend
+
+
 def _spm_merges(pieces, vocab: dict[str, int]) -> list[tuple[str, str]]:
     """BPE merges equivalent to a SentencePiece BPE model: a normal piece is the merge of any split of it
     into two known pieces, ranked by the piece's score (higher merges first)."""
