@@ -175,7 +175,8 @@ def _without_token_ids(values: dict) -> dict:
     """``values`` with every token id not given set to None, in the config and each sub-config: a
     probe config has no tokenizer, and the class defaults (GPT-2's 50256, CLIP's 49406) would not
     fit its vocabulary."""
-    subs = {k: {**dict.fromkeys(TOKEN_IDS), **v} for k, v in values.items() if isinstance(v, dict)}
+    subs = {k: {**dict.fromkeys(TOKEN_IDS), **v} for k, v in values.items()
+            if isinstance(v, dict) and k.endswith("_config")}  # not a dict-valued key (rope_parameters)
     return {**dict.fromkeys(TOKEN_IDS), **values, **subs}
 
 

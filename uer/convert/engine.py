@@ -143,7 +143,7 @@ def to_hf(family: Family, head: Head, model: nn.Module, layers: dict[str, int]
     _check_cover(state, {r.uer: None for r in rules}, dropped, head)
     out = {}
     for rule in rules:
-        out.update(zip(rule.hf, rule.transform.to_hf(state[rule.uer].detach()), strict=True))
+        out.update(zip(rule.hf, rule.transform.bound(model, rule.uer).to_hf(state[rule.uer].detach()), strict=True))
     return {k: v.contiguous() for k, v in out.items()}, dropped
 
 

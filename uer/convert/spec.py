@@ -24,6 +24,11 @@ class Transform:
     def to_hf(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    def bound(self, model: torch.nn.Module, name: str) -> "Transform":
+        """This transform for the uer parameter ``name`` of ``model`` (export): itself, unless the
+        split depends on sizes only the model knows (grouped-query q/k/v)."""
+        return self
+
 
 class Identity(Transform):
     """The same tensor on both sides."""
