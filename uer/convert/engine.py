@@ -58,9 +58,12 @@ def num_layers(model_cfg) -> dict[str, int]:
     """What the rules' layer placeholders run over: ``{"i": distinct encoder layers (1 when ALBERT
     shares them), "j": decoder layers (0 without a decoder)}``; for a two-tower encoder
     (:class:`uer.encoders.DualEncoder`) ``"f"`` and ``"s"``, the layers of its first and second stack
-    (the first again when the towers share one), in place of ``"i"``."""
+    (the first again when the towers share one), in place of ``"i"``; ``"c"``, the convolutions of a
+    waveform feature encoder (``model.conv_dim``), where there is one."""
     encoder, decoder = model_cfg.encoder, model_cfg.get("decoder")
     out = {"j": decoder.num_layers if decoder is not None else 0}
+    if model_cfg.get("conv_dim") is not None:  # "c": a waveform feature encoder's convolutions (wav2vec 2.0)
+        out["c"] = len(model_cfg.conv_dim)
     if "first" in encoder:
         out.update(f=_distinct(encoder.first), s=_distinct(encoder.get("second") or encoder.first))
     else:
