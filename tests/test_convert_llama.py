@@ -82,7 +82,7 @@ def test_outputs_loss_and_every_gradient_equal_transformers(converted, name):
     out.loss.backward()
     family = FAMILIES[name]
     head = family.heads[1 if hf.config.tie_word_embeddings else 0]
-    hf_grads = dict((n, p.grad) for n, p in hf.named_parameters())
+    hf_grads = {n: p.grad for n, p in hf.named_parameters()}
     ours = dict(model.named_parameters())
     rules = engine.rules_for(family, head, engine.num_layers(OmegaConf.create({"encoder": {"num_layers": 3}})))
     assert {r.uer for r in rules} == set(ours)

@@ -44,7 +44,7 @@ def describe(model_cfg: DictConfig) -> str:
     in float32 and bfloat16 (GB = 10^9 bytes)."""
     counts = parameter_counts(model_cfg)
     total = counts.pop("total")
-    lines = [f"model {model_cfg.get('name', '?')}: {total:,} parameters "
-             f"({total * 4 / 1e9:.2f} GB in float32, {total * 2 / 1e9:.2f} GB in bfloat16)"]
+    sizes = f"{total * 4 / 1e9:.2f} GB in float32, {total * 2 / 1e9:.2f} GB in bfloat16"
+    lines = [f"model {model_cfg.get('name', '?')}: {total:,} parameters ({sizes})"]
     lines += [f"  {part}: {n:,}" for part, n in counts.items()]
     return "\n".join(lines)
