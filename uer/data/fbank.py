@@ -37,6 +37,8 @@ FFT_LENGTH = 512
 PREEMPHASIS = 0.97
 MEL_FLOOR = 1.192092955078125e-07
 """Smallest filter-bank energy before the log (the value transformers' extractor passes; ~float32 eps)."""
+MIN_STD = 1e-5
+"""Standard deviations below this (a bin constant but for rounding) are not divided by."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,8 +91,8 @@ def utterance_cmvn(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-utterance, per-bin mean and variance normalization over the unpadded frames, as
     ``Speech2TextFeatureExtractor.utterance_cmvn``: ``(x - mean) / std`` (population std), padding 0.
 
-    A bin constant over an utterance (std 0, e.g. digital silence) becomes 0, where transformers
-    divides by zero.
+    A bin (nearly) constant over an utterance (std below :data:`MIN_STD`, e.g. digital silence) is
+    only centered (about 0), where transformers divides by (nearly) zero.
 
     Args:
         features: (B, T, C) float; mask: (B, T), nonzero on real frames.
@@ -103,7 +105,7 @@ def utterance_cmvn(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mean = (features * m).sum(dim=1, keepdim=True) / count
     centered = (features - mean) * m
     std = (centered.square().sum(dim=1, keepdim=True) / count).sqrt()
-    return centered / torch.where(std > 0, std, torch.ones_like(std))
+    return centered / torch.where(std > MIN_STD, std, torch.ones_like(std))
 
 
 def fbank_features(waveforms: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

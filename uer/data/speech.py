@@ -65,7 +65,7 @@ def pad_frames(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]
     """Right-pad B arrays (length_i, ...) with zeros -> ((B, L, ...) float32, attention_mask (B, L)
     int64, 1 = real), L the longest length."""
     lengths = torch.tensor([len(s) for s in sequences])
-    padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(np.asarray(s, dtype=np.float32)) for s in sequences],
+    padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(np.require(s, np.float32, "W")) for s in sequences],
                                              batch_first=True)
     return padded, (torch.arange(padded.shape[1])[None, :] < lengths[:, None]).long()
 
