@@ -76,6 +76,8 @@ def test_manifest_forms_and_bad_rows(tmp_path):
     (tmp_path / "bare.tsv").write_text("a.wav\n")
     assert read_manifest(tmp_path / "bare.tsv", transcripts=False) == [(str(tmp_path / "a.wav"), "")]
     one_line_error(lambda: read_manifest(tmp_path / "nowhere.tsv"), "nowhere.tsv", "not found")
+    (tmp_path / "latin1.tsv").write_bytes("a.wav\tcaf\xe9\n".encode("latin-1"))
+    one_line_error(lambda: read_manifest(tmp_path / "latin1.tsv"), "latin1.tsv", "not a UTF-8")
 
 
 def test_fbank_equals_speech2text_feature_extractor(waveforms):

@@ -22,6 +22,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from uer.data.text_files import read_lines
 from uer.errors import UerError
 
 SAMPLE_RATE = 16000
@@ -82,15 +83,6 @@ def read_manifest(path: str | Path, transcripts: bool = True) -> list[tuple[str,
                    "files with .txt transcripts)")
 
 
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise UerError(f"manifest {path}: not a UTF-8 text file") from None
-    except OSError as err:
-        raise UerError(f"manifest {path}: cannot read ({err.strerror or err})") from None
-
-
 def _columns(header: list[str]) -> tuple[int, int | None] | None:
     """(path column, transcript column) a header line names, or None when the line is no header."""
     names = [name.strip().lower() for name in header]
@@ -101,7 +93,7 @@ def _columns(header: list[str]) -> tuple[int, int | None] | None:
 
 
 def _read_tsv(tsv: Path, transcripts: bool) -> list[tuple[str, str]]:
-    lines = _lines(tsv)
+    lines = read_lines(tsv, "manifest")
     header = lines[0].split("\t") if lines else []
     columns = _columns(header)
     if columns is not None and columns[1] is None and transcripts:
@@ -145,7 +137,7 @@ def _scan_folder(folder: Path, transcripts: bool) -> list[tuple[str, str]]:
             continue
         text_file = file.with_suffix(".txt")
         if text_file.is_file():
-            text = " ".join(_lines(text_file))
+            text = " ".join(read_lines(text_file, "transcript"))
             pairs.append(_pair(f"manifest {folder}: {text_file.name}", str(file), text, folder, transcripts))
         elif not transcripts:
             pairs.append((str(file), ""))
