@@ -11,14 +11,16 @@ The source (``data.corpus``) is one of:
 - None: scikit-learn's ``load_digits()`` (1,797 8x8 grayscale digits, as processor ``image``), each
   captioned by one of :data:`DIGIT_TEMPLATES` drawn for it from ``random.Random(f"{seed}:{index}")``
   ("a handwritten seven", "the digit 7 written by hand", ...); labels are the digits and
-  :func:`class_prompts` gives every template of every class for zero-shot classification.
+  :func:`class_prompts` gives every template of every class for zero-shot classification;
+- ``builtin:kjv-rendered``: King James verses rendered into images, each captioned by its own words
+  (:mod:`uer.preprocess.rendered_text`; no classes).
 
 Images are decoded and stored as PNG as processor ``image`` does (:mod:`uer.preprocess.images`);
 captions are tokenized with the start and end special tokens of the tokenizer (``[CLS]`` ... ``[SEP]``
 or ``<s>`` ... ``</s>``) and cut to ``seq_length`` tokens, the end token kept.
 
 Row columns: ``image`` (PNG bytes), ``input_ids`` (int32 list), ``label`` (int64: the digit, -1 for a
-user's pairs).
+user's pairs and the rendered verses).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from PIL import Image
 from uer.errors import UerError
 from uer.preprocess.images import IMAGES_PER_SHARD, _digest, _png
 from uer.preprocess.processor import TOKEN_IDS, Plan, Processor, special_id
+from uer.preprocess.rendered_text import RENDERED_KJV, Rendering, rendered_pairs
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGIT_TEMPLATES = (
@@ -80,6 +83,9 @@ class ImageTextProcessor(Processor):
             items = [(image, digit_caption(int(label), random.Random(f"{self.seed}:{i}").randrange(len(DIGIT_TEMPLATES))),
                       int(label)) for i, (image, label) in enumerate(zip(pixels, digits.target))]
             label_names = list(DIGIT_WORDS)
+        elif self.corpus == RENDERED_KJV:
+            items, digest = rendered_pairs(self.seed)
+            return Plan(digest, {"pairs": len(items)}, _shards(items))
         else:
             source = Path(self.corpus).expanduser()
             if source.is_dir():
@@ -90,14 +96,19 @@ class ImageTextProcessor(Processor):
                 raise UerError(f"corpus {source}: not found (expected an image_path<TAB>caption TSV, a JSONL "
                                "or a folder of images with .txt captions)")
             items = [(path, caption, -1) for path, caption in pairs]
-        shards = [items[i:i + IMAGES_PER_SHARD] for i in range(0, len(items), IMAGES_PER_SHARD)]
         digest = _digest([(source, label) for source, _, label in items], [caption for _, caption, _ in items])
-        return Plan(digest, {"pairs": len(items)}, shards, label_names)
+        return Plan(digest, {"pairs": len(items)}, _shards(items), label_names)
 
-    def generate(self, shard: list[tuple[str | np.ndarray, str, int]], tokenizer) -> Iterator[dict]:
+    def generate(self, shard: list[tuple[str | np.ndarray | Rendering, str, int]], tokenizer) -> Iterator[dict]:
         captions = caption_ids(tokenizer, [caption for _, caption, _ in shard], self.seq_length)
         for (source, _, label), ids in zip(shard, captions):
-            yield {"image": _png(source), "input_ids": ids, "label": label}
+            image = source.pixels() if isinstance(source, Rendering) else source
+            yield {"image": _png(image), "input_ids": ids, "label": label}
+
+
+def _shards(items: list) -> list[list]:
+    """Consecutive shards of :data:`~uer.preprocess.images.IMAGES_PER_SHARD` items."""
+    return [items[i:i + IMAGES_PER_SHARD] for i in range(0, len(items), IMAGES_PER_SHARD)]
 
 
 def caption_ids(tokenizer, captions: list[str], seq_length: int) -> list[list[int]]:

@@ -63,7 +63,8 @@ def evaluate_contrastive(model: torch.nn.Module, data: Data, tokenizer, device: 
     cosine similarity; a pair counts as relevant to another when their captions are the same token ids
     (the digits' captions repeat: any image of "a handwritten seven" is a right answer to it).
     ``zero_shot_acc``: over the rows with a label (>= 0: the digits), the share whose image is closest
-    to the mean prompt feature of its class (:func:`uer.preprocess.image_text.class_prompts`).
+    to the mean prompt feature of its class (:func:`uer.preprocess.image_text.class_prompts`); left
+    out when no row has one (a user's pairs, the rendered verses of ``builtin:kjv-rendered``).
 
     Raises:
         UerError: the model has no clr target.
