@@ -17,13 +17,22 @@ from typing import NamedTuple
 import torch
 from omegaconf import DictConfig
 
+from uer.config import resolve
 from uer.convert.files import kind_of
 from uer.convert.reader import read_hf
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
+from uer.models.adapter_checkpoint import (
+    ADAPTER_WEIGHTS,
+    BASE_KEY,
+    check_base,
+    is_adapter_checkpoint,
+    load_adapter_weights,
+)
+from uer.models.adapters import apply_adapters, base_config
 from uer.models.build import DEFAULT_ALLOWED
 from uer.models.model import Model
-from uer.models.pretrained import load_model
+from uer.models.pretrained import load_config, load_model, model_differences
 
 
 class Pretrained(NamedTuple):
@@ -51,7 +60,8 @@ def load_pretrained(path: str | Path, allowed_targets: Iterable[str] = (),
     :func:`uer.models.registry.check_parts`, before anything is built). The rest of the config is
     returned as values, never built. A Hugging Face model is converted by its family's spec into a
     config uer composes itself, so nothing in its files names code (its config.json is read within
-    the same limits). Loading never changes the global RNG.
+    the same limits). Loading never changes the global RNG. An adapter-only checkpoint
+    (:mod:`uer.models.adapter_checkpoint`) loads its base and applies its LoRA weights (:func:`load_adapter`).
 
     Args:
         allowed_targets: prefixes of the user's model parts (``nn.Module`` classes) trusted besides uer's.
@@ -63,6 +73,8 @@ def load_pretrained(path: str | Path, allowed_targets: Iterable[str] = (),
             names the file and the problem.
     """
     path = Path(path)
+    if kind_of(path) == "uer" and is_adapter_checkpoint(path):
+        return load_adapter(path, allowed_targets, dtype)
     if kind_of(path) == "hf":
         model, config, tokenizer = read_hf(path)
         if dtype is not None:
@@ -74,3 +86,24 @@ def load_pretrained(path: str | Path, allowed_targets: Iterable[str] = (),
         raise e if str(path) in str(e) else UerError(f"checkpoint {path}: {e}") from None
     tokenizer = Tokenizer.load(path) if (path / "tokenizer.json").exists() else None
     return Pretrained(model, config, tokenizer)
+
+
+def load_adapter(path: Path, allowed_targets: Iterable[str] = (), dtype: torch.dtype | None = torch.float32) -> Pretrained:
+    """An adapter-only checkpoint: its base (``adapter_base.path``, a uer or Hugging Face directory,
+    refused if its weights changed since training), with ``model.adapters`` applied and the LoRA
+    weights loaded strictly; the checkpoint's config, and its tokenizer (else the base's).
+
+    Raises:
+        UerError: the base is missing or changed, has another model config, or the weights do not fit.
+    """
+    cfg = load_config(path)
+    base = load_pretrained(check_base(cfg.get(BASE_KEY), f"checkpoint {path}"), allowed_targets, dtype)
+    diffs = model_differences(resolve(base.config.model), base_config(resolve(cfg.model)))
+    if diffs:
+        raise UerError(f"checkpoint {path}: its base has another model config ({'; '.join(diffs[:3])})")
+    with torch.random.fork_rng(devices=[]):
+        model = apply_adapters(base.model, cfg.model.get("adapters"))
+    model.to(next(iter(base.model.parameters())).dtype)
+    load_adapter_weights(model, path / ADAPTER_WEIGHTS)
+    tokenizer = Tokenizer.load(path) if (path / "tokenizer.json").exists() else base.tokenizer
+    return Pretrained(model.eval(), cfg, tokenizer)

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from uer.errors import UerError
+from uer.models.adapters import apply_adapters
 from uer.models.legacy import upgrade_model_config
 from uer.models.model import Model
 from uer.models.registry import DEFAULT_ALLOWED, check_parts, check_targets
@@ -25,7 +26,8 @@ def build_model(cfg: DictConfig, allowed: Iterable[str] = DEFAULT_ALLOWED) -> Mo
     Every ``_target_`` must name a model part (:func:`uer.models.registry.check_parts`: an
     ``nn.Module`` of uer's part packages, or of a prefix in ``allowed`` besides ``uer.``); this is
     checked before anything is built, whatever the config's origin (a preset, the command line, a
-    checkpoint).
+    checkpoint). A ``model.adapters`` entry then wraps layers of the built model in LoRA and freezes
+    the rest (:func:`uer.models.adapters.apply_adapters`).
 
     Raises:
         UerError: a required part is missing, a ``_target_`` is not an allowed model part, an
@@ -46,4 +48,5 @@ def build_model(cfg: DictConfig, allowed: Iterable[str] = DEFAULT_ALLOWED) -> Mo
     except Exception as e:  # hydra wraps constructor errors; keep the first line, which names the problem
         msg = [line for line in str(e).strip().splitlines() if not line.startswith("full_key:")]
         raise UerError(f"cannot build the model: {msg[-1] if msg else type(e).__name__}") from e
-    return Model(**parts, init_std=resolved.get("init_std", 0.02))
+    model = Model(**parts, init_std=resolved.get("init_std", 0.02))
+    return apply_adapters(model, resolved.get("adapters"))  # LoRA after the base is built and initialized

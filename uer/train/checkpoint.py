@@ -2,7 +2,8 @@
 
 Layout of ``<output_dir>/checkpoints/step_<N>/``::
 
-    model.safetensors        weights (tied parameters stored once)
+    model.safetensors        weights (tied parameters stored once); a LoRA run on a named base
+                             writes adapter_model.safetensors instead (uer.models.adapter_checkpoint)
     config.yaml              the resolved run config (model, data, optim, scheduler, trainer)
     tokenizer.json, tokenizer_config.json
     state/                   what resuming needs: optimizer.pt, scheduler.pt, rng.pt (tensors and
@@ -28,6 +29,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from uer.errors import UerError
+from uer.models.adapter_checkpoint import BASE_KEY, save_adapter
 from uer.models.pretrained import load_config, load_weights, publish, remove, save_pretrained, write_error
 from uer.train import distributed
 
@@ -113,7 +115,7 @@ def write_files(tmp: Path, model: nn.Module, config: DictConfig, tokenizer, stat
     """This rank's files of the checkpoint in ``tmp``: on rank 0 weights, config, tokenizer and
     ``state/`` (optimizer unless sharded, scheduler, trainer.json); on every rank its RNG state."""
     if distributed.is_main():
-        save_pretrained(tmp, model, config, tokenizer, full)
+        (save_adapter if config.get(BASE_KEY) else save_pretrained)(tmp, model, config, tokenizer, full)
         if state is not None:
             for key in ("scheduler",) if full is not None else ("optimizer", "scheduler"):
                 save_tensors(state[key], tmp / "state" / f"{key}.pt")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from uer.config import resolve
 from uer.convert import load_pretrained
@@ -19,6 +19,8 @@ from uer.data.fitting import fit_to_data
 from uer.data.loader import split_indices
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
+from uer.models.adapter_checkpoint import BASE_KEY, base_record
+from uer.models.adapters import base_config, load_base
 from uer.models.build import DEFAULT_ALLOWED, build_model
 from uer.models.pretrained import load_config, model_differences
 from uer.preprocess.build import build_dataset, load_dataset_dir
@@ -151,10 +153,17 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
     run_cfg = resolve(cfg)
     check_dataset_ids(dataset, run_cfg.model)  # ids beyond the vocabulary: one line, not a CUDA assert
     if init_cfg is not None:
-        diffs = model_differences(resolve(init_cfg.model), run_cfg.model)
+        adapting = run_cfg.model.get("adapters") is not None and init_cfg.model.get("adapters") is None
+        diffs = model_differences(resolve(init_cfg.model), base_config(run_cfg.model) if adapting else run_cfg.model)
         if diffs:
             raise UerError(f"trainer.init_from={t.init_from} has another model config ({'; '.join(diffs[:3])})")
+        if adapting:  # LoRA on a named base: checkpoints hold the adapter only and name the base
+            with open_dict(run_cfg):
+                run_cfg[BASE_KEY] = base_record(Path(t.init_from))
     resume_from = resume_point(t, run_cfg.model)
+    if resume_from is not None and run_cfg.get(BASE_KEY) != load_config(resume_from).get(BASE_KEY):
+        raise UerError(f"checkpoint {resume_from} adapts another base than trainer.init_from={t.init_from} "
+                       f"(its {BASE_KEY}: {load_config(resume_from).get(BASE_KEY)})")
     longest = meta.get("options", {}).get("seq_length")
     if longest and "max_seq_length" in run_cfg.model:
         position = run_cfg.model.embedding.get("parts", {}).get("position") or {}
@@ -183,7 +192,7 @@ def prepare(cfg: DictConfig) -> Trainer:
 
     model = build_model(run_cfg.model, allowed)  # the same initial weights on every rank (same seed)
     if init_model is not None:  # built all the same: a run draws the same random numbers with or without it
-        model.load_state_dict(init_model.state_dict())
+        load_base(model, init_model.state_dict())  # the whole model, or the base under model.adapters
     collate = make_collator(run_cfg.data, tokenizer, allowed)
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
     if init_model is None and resume_from is None:  # parts fitted to the training data (MIM's image tokenizer)

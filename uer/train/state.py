@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from uer.errors import UerError
+from uer.models.adapter_checkpoint import load_trained_weights
 from uer.train import distributed
 from uer.train.checkpoint import load_sharded, load_state, load_weights
 from uer.train.state_check import check_state
@@ -72,7 +73,7 @@ def restore(trainer, checkpoint: Path) -> None:
     if state["optimizer"] is None:
         load_sharded(checkpoint, trainer.model, trainer.optimizer)
     else:
-        load_weights(trainer.model, checkpoint / "model.safetensors")
+        load_trained_weights(trainer.model, checkpoint, load_weights)  # adapter-only: LoRA on the init_from base
         trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     apply_settings(trainer.optimizer, trainer.scheduler, settings)

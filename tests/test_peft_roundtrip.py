@@ -1,0 +1,116 @@
+"""LoRA adapters in PEFT's format: ``peft.PeftModel.from_pretrained`` on the exported base gives the
+uer adapter model's logits (fused qkv split into q/v adapters for BERT, GPT-2's fused ``c_attn``),
+and a PEFT adapter imports back into uer with the same logits."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from checks import assert_parity, one_line_error
+from omegaconf import OmegaConf
+
+from uer.config import compose_config, resolve
+from uer.convert import uer_to_hf
+from uer.convert.load import load_pretrained
+from uer.convert.peft import export_peft, import_peft, merge
+from uer.models.adapter_checkpoint import BASE_KEY, base_record, save_adapter
+from uer.models.adapters import load_base
+from uer.models.build import build_model
+from uer.models.pretrained import save_pretrained
+
+peft = pytest.importorskip("peft")
+transformers = pytest.importorskip("transformers")
+
+SIZES = ["model.vocab_size=99", "model.dim=36", "model.num_heads=4", "model.ffn_dim=52", "model.num_layers=2",
+         "model.max_seq_length=40"]
+CASES = {"gpt2": ["+model=gpt2_tiny", *SIZES], "bert": ["+model=bert_base", "model/target=mlm", *SIZES]}
+
+
+def lora_checkpoint(tmp_path, family: str, lora: dict):
+    """A random base checkpoint of ``family`` and an adapter-only checkpoint on it with random
+    (non-zero) LoRA factors; returns (base dir, adapter dir, adapter model in eval mode)."""
+    cfg = resolve(compose_config(CASES[family]))
+    torch.manual_seed(0)
+    base = build_model(cfg.model)
+    with torch.no_grad():
+        for p in base.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_pretrained(tmp_path / "base", base, OmegaConf.create({"model": cfg.model}))
+    adapted_cfg = OmegaConf.merge(cfg.model, {"adapters": {"lora": lora}})
+    model = build_model(adapted_cfg)
+    load_base(model, base.state_dict())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora_B." in name:
+                p.normal_(0, 0.2)
+    run_cfg = OmegaConf.create({"model": adapted_cfg, BASE_KEY: base_record(tmp_path / "base")})
+    save_adapter(tmp_path / "adapter", model, run_cfg)
+    return tmp_path / "base", tmp_path / "adapter", model.eval()
+
+
+def batch(family: str) -> dict[str, torch.Tensor]:
+    """A padded batch with every real token as a label."""
+    ids = torch.randint(5, 99, (2, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    out = {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+    if family == "bert":
+        out["token_type_ids"] = torch.zeros_like(ids)
+    return out
+
+
+def uer_logits(model, b) -> torch.Tensor:
+    """The uer model's logits at the scored positions."""
+    with torch.no_grad():
+        out = model(b)
+    return next(iter(out.logits.values()))
+
+
+def hf_logits(model, b) -> torch.Tensor:
+    """The Hugging Face model's logits at the positions uer scores."""
+    with torch.no_grad():
+        logits = model(**b).logits
+    labels = b["labels"]
+    return logits[:, :-1][labels[:, 1:] != -100] if "token_type_ids" not in b else logits[labels != -100]
+
+
+@pytest.mark.parametrize(("family", "target", "hf_modules"), [
+    ("bert", ["q", "v"], ["query", "value"]),
+    pytest.param("gpt2", ["qkv", "o"], ["attn.c_proj", "c_attn"], marks=pytest.mark.slow),
+    pytest.param("gpt2", ["q", "v", "down"], ["c_attn", "mlp.c_proj"], marks=pytest.mark.slow),  # slices of c_attn
+])
+def test_peft_loads_the_export_with_equal_logits(tmp_path, family, target, hf_modules):
+    base_dir, adapter_dir, model = lora_checkpoint(tmp_path, family, {"r": 3, "alpha": 5, "target": target})
+    uer_to_hf(base_dir, tmp_path / "hf")
+    export_peft(adapter_dir, tmp_path / "peft")
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["target_modules"] == hf_modules
+    hf = transformers.AutoModelForCausalLM if family == "gpt2" else transformers.AutoModelForMaskedLM
+    reference = peft.PeftModel.from_pretrained(hf.from_pretrained(tmp_path / "hf"), tmp_path / "peft").eval()
+    b = batch(family)
+    expected = uer_logits(model, b)
+    assert_parity(hf_logits(reference, b), expected)
+    plain = hf.from_pretrained(tmp_path / "hf").eval()
+    assert (hf_logits(plain, b) - expected).abs().max() > 1e-2  # the adapter changes the logits
+
+    import_peft(tmp_path / "peft", tmp_path / "back", base=base_dir)
+    assert_parity(uer_logits(load_pretrained(tmp_path / "back").model, b), expected)
+
+
+@pytest.mark.slow
+def test_merged_checkpoint_has_the_adapter_models_logits(tmp_path):
+    _base_dir, adapter_dir, model = lora_checkpoint(tmp_path, "gpt2", {"r": 2, "alpha": 4, "target": "all-linear"})
+    merge(adapter_dir, tmp_path / "merged")
+    merged = load_pretrained(tmp_path / "merged")
+    assert "adapters" not in merged.config.model
+    b = batch("gpt2")
+    assert_parity(uer_logits(merged.model, b), uer_logits(model, b))
+
+
+def test_a_changed_base_is_refused(tmp_path):
+    base_dir, adapter_dir, model = lora_checkpoint(tmp_path, "gpt2", {"r": 2, "alpha": 4})
+    assert_parity(uer_logits(load_pretrained(adapter_dir).model, batch("gpt2")), uer_logits(model, batch("gpt2")))
+    other = resolve(compose_config(CASES["gpt2"]))
+    save_pretrained(base_dir, build_model(other.model), OmegaConf.create({"model": other.model}))
+    one_line_error(lambda: load_pretrained(adapter_dir), "differs from the one the adapter was trained on")
