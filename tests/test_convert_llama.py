@@ -6,6 +6,7 @@ sliding window uer cannot model is refused in one line."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -156,3 +157,50 @@ def test_sliding_window_shorter_than_the_positions_is_refused(tmp_path):
     one_line_error(lambda: convert(tmp_path / "hf", tmp_path / "uer"), "sliding_window=16",
                    "max_position_embeddings=40", "no sliding window")
     assert not (tmp_path / "uer").exists()
+
+
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+LLAMA2_CHAT = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+               "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}")
+TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves nine", "all that glitters is gold"]
+MESSAGES = [{"role": "user", "content": "the fox"}, {"role": "assistant", "content": "jumps over"},
+            {"role": "user", "content": "the dog"}]
+
+
+def chat_tokenizer(kind: str):
+    """A small tokenizer.json of ``kind`` with special tokens and a chat template: ``sentencepiece``
+    (Llama 2 style: BPE with a Metaspace pre-tokenizer, <unk> <s> </s>) or ``byte_level`` (Qwen2 style)."""
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer
+
+    if kind == "sentencepiece":
+        trained = SentencePieceBPETokenizer()
+        trained.train_from_iterator(TEXTS, vocab_size=80, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+        roles, template = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}, LLAMA2_CHAT
+    else:
+        trained = ByteLevelBPETokenizer()
+        trained.train_from_iterator(TEXTS, vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>",
+                                                                           "<|im_end|>"], show_progress=False)
+        roles, template = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, CHATML
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=trained._tokenizer, chat_template=template, **roles)
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", pytest.param("byte_level", marks=pytest.mark.slow)])
+def test_tokenizers_and_chat_templates_round_trip(converted, kind, tmp_path):
+    from uer.convert import load_pretrained
+    from uer.data.chat import render_chat
+
+    _, root = converted["llama"]
+    shutil.copytree(root / "hf", tmp_path / "hf")
+    reference = chat_tokenizer(kind)
+    reference.save_pretrained(tmp_path / "hf")
+    convert(tmp_path / "hf", tmp_path / "uer")
+    tokenizer = load_pretrained(tmp_path / "uer").tokenizer
+    assert render_chat(MESSAGES, tokenizer, add_generation_prompt=True) == \
+        reference.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+    convert(tmp_path / "uer", tmp_path / "back")
+    back = transformers.AutoTokenizer.from_pretrained(tmp_path / "back")
+    assert back.chat_template == reference.chat_template
+    for text in TEXTS + ["unseen words: xyz!"]:
+        assert back(text)["input_ids"] == reference(text)["input_ids"], text
+        assert tokenizer.encode_batch([text])[0] == reference(text, add_special_tokens=False)["input_ids"], text

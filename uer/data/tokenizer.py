@@ -39,6 +39,7 @@ from uer.data.tokenizer_formats import (
     fail,
     merges_candidates,
     read_bpe,
+    read_chat_template,
     read_json,
     read_sentencepiece,
     read_wordpiece_vocab,
@@ -75,7 +76,7 @@ class Tokenizer:
     """
 
     def __init__(self, backend: tokenizers.Tokenizer, special_tokens: dict[str, str],
-                 target: "Tokenizer | None" = None):
+                 target: "Tokenizer | None" = None, chat_template: str | None = None):
         unknown = sorted(set(special_tokens) - set(ROLES))
         if unknown:
             raise UerError(f"unknown special-token role(s) {unknown}; expected some of {list(ROLES)}")
@@ -87,6 +88,7 @@ class Tokenizer:
         self.backend = backend
         self.special_tokens = {role: special_tokens[role] for role in ROLES if role in special_tokens}
         self.target = target
+        self.chat_template = chat_template  # Jinja source (tokenizer_config.json), see uer.data.chat
 
     @classmethod
     def load(cls, spec: str | Path, lowercase: bool | None = None) -> "Tokenizer":
@@ -95,7 +97,8 @@ class Tokenizer:
         - ``builtin:<name>``: a tokenizer shipped with uer (``kjv-wordpiece``, ``kjv-bpe``);
         - a ``tokenizer.json``, or a directory holding one; roles come from a ``tokenizer_config.json``
           / ``special_tokens_map.json`` beside it (Hugging Face layout), else from conventional names;
-          a directory's ``tgt_tokenizer/`` sub-directory, if any, becomes `target`;
+          a directory's ``tgt_tokenizer/`` sub-directory, if any, becomes `target`, and its chat
+          template (``chat_template.jinja`` or ``tokenizer_config.json``) `chat_template`;
         - ``VOCAB,MERGES``, or a byte-level BPE vocabulary (JSON object, or one token per line in id
           order) whose sibling named with "merges" for "vocab" exists (e.g. vocab.json + merges.txt);
         - a SentencePiece ``.model`` (unigram or BPE; needs the ``sentencepiece`` package);
@@ -119,6 +122,7 @@ class Tokenizer:
             if not (path / "tokenizer.json").is_file():
                 raise fail(path, "directory holds no tokenizer.json")
             tokenizer = cls._from_json(path / "tokenizer.json")
+            tokenizer.chat_template = read_chat_template(path)
             if (path / TARGET_DIR).is_dir():
                 tokenizer.target = cls.load(path / TARGET_DIR)
             return tokenizer
@@ -176,7 +180,8 @@ class Tokenizer:
 
         The result loads with `Tokenizer.load(directory)` and offline with Hugging Face
         ``AutoTokenizer.from_pretrained(directory)`` (class PreTrainedTokenizerFast), which gives the
-        same ids. `model_max_length` (tokens) is recorded for transformers when given. A `target`
+        same ids. `model_max_length` (tokens) is recorded for transformers when given, and so is
+        the `chat_template` (in tokenizer_config.json, where transformers reads it). A `target`
         tokenizer is saved the same way into ``directory/tgt_tokenizer``.
         Raises `UerError` if the directory cannot be written.
         """
@@ -185,6 +190,8 @@ class Tokenizer:
         config = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False, **roles}
         if model_max_length is not None:
             config["model_max_length"] = model_max_length
+        if self.chat_template is not None:
+            config["chat_template"] = self.chat_template
         try:
             out.mkdir(parents=True, exist_ok=True)
             self.backend.save(str(out / "tokenizer.json"))

@@ -179,6 +179,21 @@ def config_roles(directory: Path) -> dict[str, str]:
     return roles
 
 
+def read_chat_template(directory: Path) -> str | None:
+    """The Jinja chat template of a Hugging Face tokenizer directory: ``chat_template.jinja``
+    (transformers 5 writes it there), else ``tokenizer_config.json``'s ``chat_template`` (a string,
+    or a list of ``{"name", "template"}`` whose ``default`` entry is taken); None without one."""
+    if (directory / "chat_template.jinja").is_file():
+        return _read_text(directory / "chat_template.jinja")
+    path = directory / "tokenizer_config.json"
+    config = json.loads(_read_text(path)) if path.is_file() else {}  # config_roles has checked it
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    if isinstance(template, list):
+        template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"),
+                        None)
+    return template if isinstance(template, str) else None
+
+
 def merges_candidates(path: Path) -> list[Path]:
     """Where the merges of a BPE vocabulary `path` would be: "vocab" -> "merges" in its name, .txt too."""
     if "vocab" not in path.name:
