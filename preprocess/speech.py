@@ -26,6 +26,7 @@ little-endian PCM at 16 kHz, the precision of the recordings), and ``labels`` (i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from uer.data.audio import SAMPLE_RATE, load_audio, read_manifest
 from uer.data.fbank import FRAME_LENGTH, fbank_features
@@ -82,13 +84,13 @@ class SpeechProcessor(Processor):
 
     def tokenizer_spec(self) -> str | None:
         """A cached directory for a tokenizer trained on the transcripts (``chars``/``bpe``/
-        ``wordpiece``, null = ``chars``), the configured spec otherwise; None without transcripts
-        and without a configured tokenizer."""
-        spec = self.tokenizer or (self.default_tokenizer if self.transcripts else None)
+        ``wordpiece``, null = ``chars``), the configured spec otherwise; None (no tokenizer) for a
+        trained kind when ``transcripts`` is false."""
+        spec = self.tokenizer or self.default_tokenizer
         if spec not in TRAINED_TOKENIZERS:
             return spec
         if not self.transcripts:
-            raise UerError(f"data.tokenizer={spec}: trains on transcripts, and data.transcripts=false")
+            return None
         if self._spec is None:
             texts = [text for _, text in self.pairs()]
             digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
@@ -110,6 +112,11 @@ class SpeechProcessor(Processor):
         return Plan(digest.hexdigest(), {"recordings": len(pairs)}, shards)
 
     def generate(self, shard: list[tuple[str, str]], tokenizer) -> Iterator[dict]:
+        with _one_thread():
+            rows = list(self._rows(shard, tokenizer))
+        return iter(rows)
+
+    def _rows(self, shard: list[tuple[str, str]], tokenizer) -> Iterator[dict]:
         texts = [text for _, text in shard]
         ids = tokenizer.encode_batch(texts) if tokenizer is not None and self.transcripts else [[] for _ in shard]
         for (path, _), labels in zip(shard, ids):
@@ -147,6 +154,19 @@ class WaveformProcessor(SpeechProcessor):
     def audio_columns(self, waveform: np.ndarray) -> dict:
         pcm = np.clip(np.rint(waveform * PCM_SCALE), -PCM_SCALE, PCM_SCALE - 1).astype("<i2")
         return {"audio": pcm.tobytes()}
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """torch on one thread while a shard is processed: the parallelism is the worker processes
+    (``data.num_proc``), and an utterance's small tensor operations spread over threads that spin on
+    a busy machine (15x slower on one shared by other jobs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train(texts: list[str], kind: str, vocab_size: int) -> Tokenizer:

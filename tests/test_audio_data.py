@@ -124,6 +124,18 @@ def test_processor_rows_hold_features_waveforms_and_transcripts(manifest, wavefo
         assert pcm.shape == waveform.shape and np.abs(pcm - waveform).max() <= 2**-15
 
 
+def test_untranscribed_waveforms_for_self_supervised_pretraining(tmp_path, waveforms):
+    soundfile.write(tmp_path / "a.wav", waveforms[0][:8000], SAMPLE_RATE)
+    (tmp_path / "paths.tsv").write_text("a.wav\n")
+    options = options_from_config(shipped_data_config("speech_ctc", corpus=str(tmp_path / "paths.tsv"),
+                                                      transcripts=False))
+    assert options.tokenizer_spec() is None
+    rows = list(options.generate(options.plan().shards[0], None))
+    assert [row["labels"] for row in rows] == [[]] and len(rows[0]["audio"]) == 2 * 8000
+    batch = WaveformCollator(transcripts=False)({"audio": [rows[0]["audio"]]}, [])
+    assert set(batch) == {"input_values", "attention_mask"} and batch["input_values"].shape == (1, 8000)
+
+
 @pytest.mark.slow
 def test_preprocessed_speech_dataset_trains_the_collators(manifest):
     for name, field in (("speech", "input_features"), ("speech_ctc", "input_values")):
