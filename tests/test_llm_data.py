@@ -14,6 +14,7 @@ from tokenizers import AddedToken
 from transformers import PreTrainedTokenizerFast
 
 from examples import sft_mixture
+from uer.config import compose_config
 from uer.data.chat import render_chat
 from uer.data.collators import shipped_data_config
 from uer.data.packing import PackedLm
@@ -21,6 +22,7 @@ from uer.data.sft import encode_chat, record_messages
 from uer.data.tokenizer import Tokenizer
 from uer.preprocess.build import build_dataset, load_dataset_dir
 from uer.preprocess.registry import options_from_config
+from uer.train.run import pretrain
 
 CHATML = (  # ChatML with transformers' assistant marker, and a check that uses raise_exception
     "{% if messages[0]['role'] == 'assistant' %}{{ raise_exception('a chat starts with a user') }}{% endif %}"
@@ -122,3 +124,19 @@ def test_sft_mixture_writes_loadable_records_and_holds_out_the_test_reviews(shar
     held_out = {json.loads(line)["input"] for line in test}
     assert not held_out & {json.loads(line)["input"] for line in train}
     assert "book_review: 3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sft_trains_llama_tiny_through_the_one_loop(tmp_path):
+    corpus = tmp_path / "sft.jsonl"
+    words = ["light", "darkness", "water", "earth", "heaven", "day", "night", "seed"]
+    corpus.write_text("".join(json.dumps({"instruction": "Repeat the word", "input": w, "output": w}) + "\n"
+                              for w in words * 8), encoding="utf-8")
+    args = ["+model=llama_tiny", "data=llm_sft", f"data.corpus={corpus}", f"trainer.output_dir={tmp_path / 'run'}",
+            "trainer.max_steps=30", "trainer.progress=false", "trainer.eval_every=0", "trainer.save_every=0",
+            "trainer.log_every=1", "data.eval_samples=4", "data.num_proc=1", "data.seq_length=64",
+            "data.batch_size=4", "optim.lr=3e-3", "scheduler=constant"]
+    pretrain(compose_config(args))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in rows if row["split"] == "train"]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5, losses
