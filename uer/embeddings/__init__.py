@@ -7,7 +7,9 @@ from uer.embeddings.position import PositionEmbedding
 from uer.embeddings.segment import SegmentEmbedding
 from uer.embeddings.single_stream import SingleStreamEmbedding
 from uer.embeddings.sinusoidal import SinusoidalPositionEmbedding
+from uer.embeddings.speech import SpeechEmbedding
 from uer.embeddings.word import WordEmbedding
 
 __all__ = ["DualEmbedding", "Embedding", "PatchEmbedding", "PositionEmbedding", "SegmentEmbedding",
-           "SingleStreamEmbedding", "SinusoidalPositionEmbedding", "WordEmbedding"]
+           "SingleStreamEmbedding", "SinusoidalPositionEmbedding", "SpeechEmbedding",
+           "WordEmbedding"]

@@ -33,20 +33,21 @@ def decoding_state(model: nn.Module, batch: dict[str, torch.Tensor], use_cache: 
     """The :class:`~uer.generation.states.DecodingState` for ``model`` and ``batch``.
 
     ``batch``: ``input_ids`` (B, S) and optionally ``attention_mask`` (B, S) (1 = real token; for a
-    causal LM the prompts may be padded on either side).
+    causal LM the prompts may be padded on either side); an encoder-decoder takes whatever source
+    fields its embedding reads (S2T: ``input_features`` (B, F, C) and the frame mask).
 
     Raises:
         UerError: the model cannot generate, or an encoder-decoder without ``decoder_start_token_id``.
     """
+    if is_encoder_decoder(model):
+        if decoder_start_token_id is None:
+            raise UerError("an encoder-decoder needs decoder_start_token_id (T5: the pad id, BART: the eos id)")
+        return EncoderDecoderState(model, batch, decoder_start_token_id, use_cache)
     input_ids = batch["input_ids"]
     attention_mask = batch.get("attention_mask")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    if not is_encoder_decoder(model):
-        return CausalLmState(model, input_ids, attention_mask, use_cache)
-    if decoder_start_token_id is None:
-        raise UerError("an encoder-decoder needs decoder_start_token_id (T5: the pad id, BART: the eos id)")
-    return EncoderDecoderState(model, input_ids, attention_mask, decoder_start_token_id, use_cache)
+    return CausalLmState(model, input_ids, attention_mask, use_cache)
 
 
 @torch.no_grad()
@@ -61,7 +62,8 @@ def generate(model: nn.Module, batch: dict[str, torch.Tensor], max_new_tokens: i
         model: a :class:`~uer.models.model.Model` that is a causal LM or an encoder-decoder; it is
             run in eval mode (its mode is restored afterwards).
         batch: ``input_ids`` (B, S), optional ``attention_mask`` (B, S). For a causal LM these are
-            the prompts (padded on either side); for an encoder-decoder, the source.
+            the prompts (padded on either side); for an encoder-decoder, the source (speech:
+            ``input_features`` (B, F, C) and ``attention_mask`` (B, F)).
         strategy: ``greedy`` (argmax), ``beam`` (``num_beams``, ``length_penalty``, ``early_stopping``,
             see :func:`~uer.generation.search.beam_search`) or ``sample`` (``temperature``, ``top_k``,
             ``top_p``, drawn from a ``torch.Generator`` seeded with ``seed``).
@@ -83,7 +85,7 @@ def generate(model: nn.Module, batch: dict[str, torch.Tensor], max_new_tokens: i
         raise UerError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if strategy == "beam" and num_beams < 1:
         raise UerError(f"num_beams must be >= 1, got {num_beams}")
-    generator = torch.Generator(batch["input_ids"].device).manual_seed(seed)
+    generator = torch.Generator(next(iter(batch.values())).device).manual_seed(seed)
     try:
         sampler = Sampler(temperature, top_k, top_p, generator)  # validates the options for every strategy
     except ValueError as e:

@@ -94,17 +94,18 @@ class EncoderDecoderState:
 
     Args:
         model: a :class:`~uer.models.model.Model` with a decoder and an LM head.
-        input_ids, attention_mask: (B, S) source, 1 = real token.
-        decoder_start_token_id: the first decoder input (T5: pad, BART: eos).
+        source: the encoder's fields: ``input_ids`` (B, S) or ``input_features`` (B, F, C) (speech),
+            with ``attention_mask`` (1 = real token or frame).
+        decoder_start_token_id: the first decoder input (T5: pad, BART and S2T: eos).
         use_cache: keep keys/values of past positions.
     """
 
-    def __init__(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 decoder_start_token_id: int, use_cache: bool = True):
+    def __init__(self, model: nn.Module, source: dict[str, torch.Tensor], decoder_start_token_id: int,
+                 use_cache: bool = True):
         self.model = model
-        self.memory, self.memory_mask = model.encode({"input_ids": input_ids, "attention_mask": attention_mask})
-        self.ids = torch.full((input_ids.shape[0], 1), decoder_start_token_id, dtype=torch.long,
-                              device=input_ids.device)
+        self.memory, self.memory_mask = model.encode(source)
+        self.ids = torch.full((self.memory.shape[0], 1), decoder_start_token_id, dtype=torch.long,
+                              device=self.memory.device)
         self.cache = KVCache() if use_cache else None
 
     def _next_logits(self) -> torch.Tensor:

@@ -28,11 +28,20 @@ class LmTarget(nn.Module):
         shift: causal-LM alignment (True) or seq2seq alignment (False).
         scale_input: multiply the hidden state by D^-0.5 before the projection (T5 v1.0, whose head
             is the word embedding; not T5 v1.1).
+        label_smoothing: s in [0, 1): cross-entropy against (1 - s)·onehot + s/V (Szegedy et al.
+            2016; S2T trains with 0.1, Wang et al. 2020). 0 = plain cross-entropy (Hugging Face's loss).
+
+    Raises:
+        ValueError: ``label_smoothing`` outside [0, 1).
     """
 
     def __init__(self, dim: int, vocab_size: int, bias: bool = False, tie_decoder_to: str | None = None,
-                 label_field: str = "labels", shift: bool = True, scale_input: bool = False):
+                 label_field: str = "labels", shift: bool = True, scale_input: bool = False,
+                 label_smoothing: float = 0.0):
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing {label_smoothing} is outside [0, 1)")
+        self.label_smoothing = label_smoothing
         self.decoder = nn.Linear(dim, vocab_size, bias=bias)
         self.tied_weights = {"decoder.weight": tie_decoder_to} if tie_decoder_to else {}
         self.label_field = label_field
@@ -57,5 +66,5 @@ class LmTarget(nn.Module):
         h = (hidden[:, :-1] if self.shift else hidden)[selected]
         y = labels[selected]
         logits = self.logits(h)
-        loss_sum = summed_cross_entropy(logits, y)
+        loss_sum = summed_cross_entropy(logits, y, self.label_smoothing)
         return TargetOutput.single("lm", loss_sum, selected.sum(), logits, {"acc": accuracy(logits, y)})
