@@ -31,6 +31,13 @@ def stored_waveform(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / PCM_SCALE
 
 
+def zero_mean_unit_var(waveform: np.ndarray) -> np.ndarray:
+    """One waveform (samples,) minus its mean, divided by sqrt(variance + 1e-7) -> float32, as
+    ``Wav2Vec2FeatureExtractor(do_normalize=True)`` (statistics in float64)."""
+    centered = waveform - waveform.mean(dtype=np.float64)
+    return (centered / np.sqrt(waveform.var(dtype=np.float64) + NORM_EPSILON)).astype(np.float32)
+
+
 def spec_augment(features: np.ndarray, rng: np.random.Generator, freq_mask: int, freq_masks: int,
                  time_mask: int, time_masks: int, time_mask_ratio: float) -> np.ndarray:
     """SpecAugment's frequency and time masking (Park et al. 2019, without time warping), on a copy.
@@ -146,9 +153,8 @@ class WaveformCollator:
     """The collator of ``data=speech_ctc`` (wav2vec 2.0, CTC): ``__call__(rows: {"audio": list[bytes],
     "labels": list[list[int]]}, rngs) -> batch`` with
 
-    - ``input_values`` (B, S) float32: each waveform minus its mean over its samples, divided by
-      sqrt(variance + 1e-7) (``normalize``; as ``Wav2Vec2FeatureExtractor(do_normalize=True)``),
-      zero-padded; ``attention_mask`` (B, S) int64, 1 = real sample;
+    - ``input_values`` (B, S) float32: each waveform through :func:`zero_mean_unit_var` when
+      ``normalize``, zero-padded; ``attention_mask`` (B, S) int64, 1 = real sample;
     - ``labels`` (B, L) int64, the transcript ids right-padded with -100 (``transcripts``; no eos: CTC
       aligns the transcript alone).
 
@@ -161,11 +167,12 @@ class WaveformCollator:
 
     def waveforms(self, cells: list[bytes]) -> list[np.ndarray]:
         """The stored waveforms, each (samples,) float32, normalized when ``normalize``."""
-        waves = [stored_waveform(cell) for cell in cells]
-        if not self.normalize:
-            return waves
-        return [((w - w.mean(dtype=np.float64)) / np.sqrt(w.var(dtype=np.float64) + NORM_EPSILON)).astype(np.float32)
-                for w in waves]
+        return self.normalized([stored_waveform(cell) for cell in cells])
+
+    def normalized(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """``waves`` (each (samples,) float32) normalized when ``normalize`` (transcription reads
+        recordings through this too)."""
+        return [zero_mean_unit_var(w) for w in waves] if self.normalize else waves
 
     def __call__(self, rows: dict[str, list], rngs: list[np.random.Generator]) -> dict[str, torch.Tensor]:
         values, mask = pad_frames(self.waveforms(rows["audio"]))
