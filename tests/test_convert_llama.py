@@ -15,6 +15,7 @@ from checks import assert_parity, one_line_error
 from convert_cases import hf_config_dict, load_uer, same_tensors
 from omegaconf import OmegaConf
 
+from uer.cli.generate import main as generate_main
 from uer.config import compose_config, resolve
 from uer.convert import convert, engine
 from uer.convert.families import FAMILIES
@@ -186,7 +187,7 @@ def chat_tokenizer(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["sentencepiece", pytest.param("byte_level", marks=pytest.mark.slow)])
-def test_tokenizers_and_chat_templates_round_trip(converted, kind, tmp_path):
+def test_tokenizers_and_chat_templates_round_trip(converted, kind, tmp_path, capsys):
     from uer.convert import load_pretrained
     from uer.data.chat import render_chat
 
@@ -204,3 +205,14 @@ def test_tokenizers_and_chat_templates_round_trip(converted, kind, tmp_path):
     for text in TEXTS + ["unseen words: xyz!"]:
         assert back(text)["input_ids"] == reference(text)["input_ids"], text
         assert tokenizer.encode_batch([text])[0] == reference(text, add_special_tokens=False)["input_ids"], text
+    if kind == "sentencepiece":  # its 80 tokens fit the model's 99: uer-generate --chat answers as transformers
+        hf = converted["llama"][0]
+        prompt = reference.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+        ids = torch.tensor([reference(prompt, add_special_tokens=False)["input_ids"]])
+        expected = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                               eos_token_id=2, pad_token_id=2)[0, ids.shape[1]:].tolist()
+        expected = expected[:expected.index(2)] if 2 in expected else expected
+        assert expected  # an answer to compare, not only the end of the turn
+        assert generate_main([str(tmp_path / "uer"), "--chat", "--prompt", json.dumps(MESSAGES),
+                              "--max-new-tokens", "6"]) == 0
+        assert capsys.readouterr().out == " ".join(reference.decode(expected, skip_special_tokens=True).split()) + "\n"

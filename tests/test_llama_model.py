@@ -9,6 +9,7 @@ import transformers
 from checks import one_line_error
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
+from uer.cli.generate import main as generate_main
 from uer.cli.pretrain import main as pretrain_main
 from uer.config import compose_config, resolve
 from uer.convert.configs import export_head, hf_config_for
@@ -74,3 +75,11 @@ def test_kv_cache_keeps_only_the_kv_heads():
         model.encode({"input_ids": torch.tensor([[6]])}, cache=cache)
     k, v = cache.self_kv[0]
     assert k.shape == v.shape == (1, 2, 4, 16)  # Hkv = 2 of 4 heads, 4 positions, Dh = 64 / 4
+
+
+@pytest.mark.parametrize("prompt,needle", [('[{"role": "user"', "--chat prompt 1: invalid JSON"),
+                                           ('[{"role": "user", "content": 3}]', "--chat prompt 1: expected a list")])
+def test_a_bad_chat_prompt_is_one_line(prompt, needle, capsys, tmp_path):
+    assert generate_main([str(tmp_path), "--chat", "--prompt", prompt]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {needle}") and err.count("\n") == 1, err

@@ -3,6 +3,7 @@ a causal LM or encoder-decoder checkpoint, one output line per prompt."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -14,12 +15,18 @@ DESCRIPTION = """Generates text with a uer checkpoint (or a Hugging Face model d
 fly): a causal LM (gpt2 presets) continues each prompt, an encoder-decoder (t5, bart) maps each
 source line to an output. Prompts come from --prompt (repeatable) or --input (one per line); the
 outputs, decoded up to the end-of-text token, go to stdout or --output, one line per prompt, in
-order. A causal LM prompt is started with the tokenizer's bos token, as documents are in training."""
+order. A causal LM prompt is started with the tokenizer's bos token, as documents are in training.
+With --chat each prompt is a conversation rendered by the tokenizer's chat template (Jinja, from its
+tokenizer_config.json; a documented default without one, see uer.data.chat) up to where the assistant
+answers: a plain prompt is one user message, a prompt that starts with "[" a JSON list of messages
+[{"role": "system" | "user" | "assistant", "content": "..."}, ...]."""
 
 EPILOG = """examples:
   uer-generate outputs/gpt2_tiny/<run>/checkpoints/step_0000030 --prompt "In the beginning"
   uer-generate CKPT --input prompts.txt --output out.txt --strategy beam --num-beams 4
-  uer-generate CKPT --prompt "And God said" --strategy sample --top-p 0.9 --temperature 0.8 --seed 1"""
+  uer-generate CKPT --prompt "And God said" --strategy sample --top-p 0.9 --temperature 0.8 --seed 1
+  uer-generate SFT_CKPT --chat --prompt "Is this review positive or negative? ..."
+  uer-generate SFT_CKPT --chat --prompt '[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]'"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeat for several)")
     source.add_argument("--input", metavar="FILE", help="a UTF-8 file with one prompt per line")
     p.add_argument("--output", metavar="FILE", help="write the outputs here instead of stdout")
+    p.add_argument("--chat", action="store_true",
+                   help="render each prompt (a user message, or a JSON list of messages) with the chat template")
     p.add_argument("--strategy", choices=("greedy", "beam", "sample"), default="greedy")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--num-beams", type=int, default=4, help="beam width (--strategy beam)")
@@ -68,6 +77,26 @@ def read_prompts(path: str) -> list[str]:
     return lines
 
 
+def chat_messages(prompt: str, number: int) -> list[dict]:
+    """The conversation of ``--chat`` prompt ``number`` (1-based): a JSON list of ``{"role", "content"}``
+    messages when the prompt starts with ``[``, else one user message.
+
+    Raises:
+        UerError: invalid JSON, or not a list of messages with string roles and contents.
+    """
+    if not prompt.lstrip().startswith("["):
+        return [{"role": "user", "content": prompt}]
+    try:
+        messages = json.loads(prompt)
+    except json.JSONDecodeError as e:
+        raise UerError(f"--chat prompt {number}: invalid JSON ({e.msg}, column {e.colno})") from None
+    if not messages or not all(isinstance(m, dict) and isinstance(m.get("role"), str) and
+                               isinstance(m.get("content"), str) for m in messages):
+        raise UerError(f"--chat prompt {number}: expected a list of {{\"role\": ..., \"content\": ...}} messages "
+                       "with string values")
+    return messages
+
+
 def check_numbers(options: argparse.Namespace) -> None:
     """Raise :class:`UerError` naming the option for a NaN or infinite ``--temperature`` or
     ``--length-penalty``, a ``--seed`` outside [0, 2**32) or a negative ``--decoder-start-token-id``
@@ -95,12 +124,17 @@ def main(argv: list[str] | None = None) -> int:
 
         check_device(options.device, "--device")
 
+        conversations = [chat_messages(p, i) for i, p in enumerate(prompts, 1)] if options.chat else None
         model, tokenizer, start = load_generator(options.checkpoint, options.allow_target)
+        if conversations is not None:
+            from uer.data.chat import render_chat  # lazy: as the imports above
+
+            prompts = [render_chat(m, tokenizer, add_generation_prompt=True) for m in conversations]
         if options.decoder_start_token_id is not None:
             start = options.decoder_start_token_id
         outputs = generate_text(
             model, tokenizer, prompts, batch_size=options.batch_size, device=pick_device(options.device),
-            decoder_start_token_id=start,
+            decoder_start_token_id=start, add_bos=not options.chat,
             max_new_tokens=options.max_new_tokens, strategy=options.strategy, num_beams=options.num_beams,
             length_penalty=options.length_penalty, temperature=options.temperature, top_k=options.top_k,
             top_p=options.top_p, seed=options.seed, use_cache=not options.no_cache)

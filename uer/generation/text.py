@@ -35,16 +35,25 @@ def load_generator(path: str | Path, allowed_targets: Iterable[str] = ()) -> tup
     model, cfg, tokenizer = load_pretrained(path, allowed_targets)
     if tokenizer is None:
         raise UerError(f"{path}: the checkpoint has no tokenizer.json")
-    start = None
-    if is_encoder_decoder(model):
-        start = OmegaConf.select(cfg, "convert.hf_config.decoder_start_token_id")
-        role = OmegaConf.select(cfg, "data.decoder_start")
-        if start is None and role is not None:
-            start = role_id(target_side(tokenizer), role, f"{path / 'config.yaml'}: data.decoder_start")
-        if start is None:
-            raise UerError(f"{path / 'config.yaml'}: neither data.decoder_start nor "
-                           "convert.hf_config.decoder_start_token_id says how the decoder starts")
-    return model, tokenizer, start
+    return model, tokenizer, decoder_start_id(cfg, tokenizer, path) if is_encoder_decoder(model) else None
+
+
+def decoder_start_id(cfg, tokenizer, path: Path) -> int:
+    """The first decoder input of the encoder-decoder checkpoint at ``path`` with config ``cfg``: the
+    Hugging Face config's ``decoder_start_token_id`` for a converted model, else the id of the
+    ``data.decoder_start`` role in the target-side tokenizer.
+
+    Raises:
+        UerError: the checkpoint says neither.
+    """
+    start = OmegaConf.select(cfg, "convert.hf_config.decoder_start_token_id")
+    role = OmegaConf.select(cfg, "data.decoder_start")
+    if start is None and role is not None:
+        start = role_id(target_side(tokenizer), role, f"{path / 'config.yaml'}: data.decoder_start")
+    if start is None:
+        raise UerError(f"{path / 'config.yaml'}: neither data.decoder_start nor "
+                       "convert.hf_config.decoder_start_token_id says how the decoder starts")
+    return start
 
 
 def target_side(tokenizer):
@@ -61,13 +70,15 @@ def special_ids(tokenizer) -> dict[str, int | None]:
     return {"bos": tokenizer.bos_token_id, "eos": eos, "pad": pad}
 
 
-def encode_prompts(tokenizer, texts: list[str], encoder_decoder: bool) -> dict[str, torch.Tensor]:
+def encode_prompts(tokenizer, texts: list[str], encoder_decoder: bool, add_bos: bool = True
+                   ) -> dict[str, torch.Tensor]:
     """Token ids of ``texts`` as a batch ``{input_ids (B, S), attention_mask (B, S)}``: causal LM
     prompts left-padded (new tokens follow them directly), encoder-decoder sources right-padded
     (positions from 0, as in training).
 
     A causal LM prompt starts with the bos token (documents follow an end-of-text token in the
-    ``lm`` data), when the tokenizer has one. An encoder-decoder source ends with eos and starts with
+    ``lm`` data), when the tokenizer has one and ``add_bos`` (a prompt rendered by a chat template
+    holds its own). An encoder-decoder source ends with eos and starts with
     bos when the tokenizer has a bos distinct from eos (BART's ``<s> ... </s>``; T5 has no bos).
 
     Raises:
@@ -79,7 +90,7 @@ def encode_prompts(tokenizer, texts: list[str], encoder_decoder: bool) -> dict[s
         head = [ids["bos"]] if ids["bos"] not in (None, ids["eos"]) else []
         tail = [ids["eos"]] if ids["eos"] is not None else []
         rows = [head + row + tail for row in rows]
-    elif ids["bos"] is not None:
+    elif ids["bos"] is not None and add_bos:
         rows = [[ids["bos"]] + row for row in rows]
     for i, row in enumerate(rows):
         if not row:
@@ -96,13 +107,14 @@ def encode_prompts(tokenizer, texts: list[str], encoder_decoder: bool) -> dict[s
 
 def generate_text(model: nn.Module, tokenizer, texts: list[str], batch_size: int = 8,
                   device: str | torch.device = "cpu", decoder_start_token_id: int | None = None,
-                  **options) -> list[str]:
+                  add_bos: bool = True, **options) -> list[str]:
     """One generated text per input text: the continuation of a causal LM prompt, or the output of
     an encoder-decoder (in the target-side tokenizer), decoded up to EOS without special tokens, on
     one line.
 
     Args:
         decoder_start_token_id: the first decoder input of an encoder-decoder (see :func:`load_generator`).
+        add_bos: start causal LM prompts with the bos token (see :func:`encode_prompts`).
         options: passed to :func:`~uer.generation.generate.generate` (``max_new_tokens``,
             ``strategy``, ``num_beams`` ...); eos and pad ids come from the (target-side) tokenizer.
 
@@ -117,7 +129,7 @@ def generate_text(model: nn.Module, tokenizer, texts: list[str], batch_size: int
     model.to(device)
     outputs = []
     for first in range(0, len(texts), batch_size):
-        batch = encode_prompts(tokenizer, texts[first:first + batch_size], encoder_decoder)
+        batch = encode_prompts(tokenizer, texts[first:first + batch_size], encoder_decoder, add_bos)
         batch = {key: value.to(device) for key, value in batch.items()}
         tokens = generate(model, batch, eos_token_id=ids["eos"], pad_token_id=ids["pad"],
                           decoder_start_token_id=decoder_start_token_id, **options)
