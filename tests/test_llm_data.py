@@ -20,7 +20,7 @@ from uer.data.collators import shipped_data_config
 from uer.data.packing import PackedLm
 from uer.data.sft import encode_chat, record_messages
 from uer.data.tokenizer import Tokenizer
-from uer.preprocess.build import build_dataset, load_dataset_dir
+from uer.preprocess.build import build_dataset, dataset_key, load_dataset_dir
 from uer.preprocess.registry import options_from_config
 from uer.train.run import pretrain
 
@@ -88,6 +88,17 @@ def test_sft_dataset_packs_conversations_with_their_labels(tmp_path):
     batch = PackedLm(tokenizer)(dataset[:2], [])
     first = len(encoded[0][0])
     assert batch["position_ids"][0, first] == 0 and batch["position_ids"][0, first - 1] == first - 1
+
+
+def test_sft_dataset_is_rendered_with_the_tokenizers_chat_template(chatml, tmp_path):
+    tokenizer, _ = chatml
+    corpus = tmp_path / "sft.jsonl"
+    corpus.write_text(json.dumps({"messages": CHAT}) + "\n", encoding="utf-8")
+    options = options_from_config(shipped_data_config("llm_sft", corpus=str(corpus), num_proc=1))
+    dataset, _, loaded = load_dataset_dir(build_dataset(options, tokenizer, output_dir=tmp_path / "ds"))
+    assert loaded.chat_template == CHATML and dataset["labels"][0] == encode_chat(CHAT, tokenizer)[1]
+    plain = Tokenizer(tokenizer.backend, tokenizer.special_tokens)
+    assert dataset_key(options, options.plan(), plain) != dataset_key(options, options.plan(), tokenizer)
 
 
 @pytest.mark.parametrize("line, needle", [

@@ -237,11 +237,13 @@ class Tokenizer:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     def fingerprint(self) -> str:
-        """SHA-256 hex digest of the serialized backend, the roles and the target tokenizer's
-        fingerprint: equal for equal tokenizers."""
+        """SHA-256 hex digest of the serialized backend, the roles, the target tokenizer's
+        fingerprint and the chat template (if any): equal for equal tokenizers."""
         payload = self.backend.to_str() + "\n" + json.dumps(self.special_tokens, sort_keys=True)
         if self.target is not None:
             payload += "\ntarget " + self.target.fingerprint()
+        if self.chat_template is not None:  # SFT datasets are rendered with it (uer.preprocess.llm_sft)
+            payload += "\nchat_template " + self.chat_template
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def sentinel_ids(self, token_format: str | None = None) -> list[int]:
