@@ -7,10 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import transformers
 from checks import assert_parity
+from convert_cases import load_uer
 from omegaconf import OmegaConf
 
 from uer.config import compose_config, resolve
+from uer.convert import convert
 from uer.data.collators import shipped_data_config
 from uer.data.packing import PackedLm
 from uer.data.tokenizer import Tokenizer
@@ -106,3 +109,20 @@ def test_llm_pretrain_dataset_is_bos_document_eos_in_blocks(tmp_path):
     assert ids == expected  # <|endoftext|> (id 0) is kjv-bpe's bos and eos
     batch = PackedLm(tokenizer)(dataset[:2], [])
     assert batch["position_ids"][0, 0] == 0 and (batch["labels"] != -100).any()
+
+
+@pytest.mark.slow  # conversion and transformers' Llama: 13 s on the busy shared machine
+def test_a_packed_batch_computes_as_transformers_llama_reads_it(tmp_path):
+    """transformers reads restarting ``position_ids`` (no attention mask, no cache) as packed
+    sequences too: a converted Llama gives its logits on the same packed block."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(hidden_size=24, num_attention_heads=4, num_key_value_heads=2,
+                                      intermediate_size=40, vocab_size=53, num_hidden_layers=2)
+    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path / "hf")
+    convert(tmp_path / "hf", tmp_path / "uer")
+    hf = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "hf", attn_implementation="sdpa").eval()
+    model = load_uer(tmp_path / "uer")
+    batch = PackedLm(Tok())({"input_ids": [torch.randint(1, 53, (12,)).tolist()], "document_lengths": [[7, 5]]}, [])
+    with torch.no_grad():
+        expected = hf(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        assert_parity(model.logits(model.encode(batch)[0]), expected)
