@@ -12,6 +12,7 @@ import torch
 from checks import assert_parity, one_line_error
 from transformers import Speech2TextFeatureExtractor, Wav2Vec2FeatureExtractor
 
+from uer.config import compose_config
 from uer.data.audio import SAMPLE_RATE, load_audio, read_manifest
 from uer.data.collators import make_collator, shipped_data_config
 from uer.data.fbank import fbank_features, num_frames
@@ -19,6 +20,7 @@ from uer.data.speech import SpeechToTextCollator, WaveformCollator, spec_augment
 from uer.data.tokenizer import Tokenizer
 from uer.preprocess.build import build_dataset, load_dataset_dir
 from uer.preprocess.registry import options_from_config
+from uer.train.run import prepare
 
 MASKS = {"freq_mask": 27, "freq_masks": 2, "time_mask": 40, "time_masks": 2, "time_mask_ratio": 1.0}
 
@@ -201,3 +203,11 @@ def test_shipped_speech_configs_build_their_collators(manifest):
     assert isinstance(make_collator(shipped_data_config("speech_ctc"), tokenizer), WaveformCollator)
     one_line_error(lambda: make_collator(shipped_data_config("speech", time_mask_ratio=2), tokenizer),
                    "data.time_mask_ratio=2")
+
+
+def test_s2t_run_augments_training_batches_only(manifest, tmp_path):
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "twelve.tsv").write_text("\n".join([lines[0], *lines[1:] * 3]) + "\n", encoding="utf-8")
+    trainer = prepare(compose_config(["+model=s2t_tiny", f"data.corpus={tmp_path / 'twelve.tsv'}", "data.num_proc=1",
+                                      "data.batch_size=2", f"trainer.output_dir={tmp_path / 'out'}"]))
+    assert trainer.train_loader.collate.spec_augment and not trainer.eval_loader.collate.spec_augment

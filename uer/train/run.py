@@ -201,7 +201,9 @@ def prepare(cfg: DictConfig) -> Trainer:
     log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
              run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
     batch_size = run_cfg.data.batch_size
-    held_out = Data(dataset, eval_idx, collate, batch_size)
+    # held-out rows unaugmented: a collator with augmentation (speech's SpecAugment) gives an evaluation() copy
+    plain = collate.evaluation() if hasattr(collate, "evaluation") else collate
+    held_out = Data(dataset, eval_idx, plain, batch_size)
     evaluator = None
     if run_cfg.data.get("evaluator") is not None:  # task metrics on the held-out rows: evaluator(Data, tokenizer)
         evaluator = target_class(run_cfg.data, "evaluator", allowed)(held_out, tokenizer)
