@@ -85,18 +85,18 @@ def render_chat(messages: list[dict], tokenizer, add_generation_prompt: bool = F
     """The text of ``messages`` (``[{"role": "system" | "user" | "assistant", "content": str}, ...]``)
     by the tokenizer's chat template (:func:`chat_template`), as transformers'
     ``apply_chat_template(messages, tokenize=False, add_generation_prompt=...)`` renders it. The
-    template also sees the tokenizer's special tokens as ``<role>_token`` (``bos_token``,
-    ``eos_token``, ...; an empty string for a role the tokenizer lacks). With
-    ``add_generation_prompt`` the text ends where the assistant's answer begins (for generation).
+    template also sees ``tools`` and ``documents`` (None: no tool use, no retrieval) and the
+    tokenizer's special tokens as ``<role>_token`` (``bos_token``, ``eos_token``, ...; undefined for
+    a role the tokenizer lacks). With ``add_generation_prompt`` the text ends where the assistant's
+    answer begins (for generation).
 
     Raises:
         UerError: the template does not compile, or fails on these messages (its ``raise_exception``).
     """
-    specials = {f"{role}_token": "" for role in ("bos", "eos", "unk", "sep", "pad", "cls", "mask")}
-    specials.update({f"{role}_token": token for role, token in getattr(tokenizer, "special_tokens", {}).items()})
+    specials = {f"{role}_token": token for role, token in getattr(tokenizer, "special_tokens", {}).items()}
     try:
-        return _compiled(chat_template(tokenizer)).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                         **specials)
+        return _compiled(chat_template(tokenizer)).render(messages=messages, tools=None, documents=None,
+                                                         add_generation_prompt=add_generation_prompt, **specials)
     except jinja2.TemplateError as err:
         raise UerError(f"chat template: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else err!r}") from None
 
