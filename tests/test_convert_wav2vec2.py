@@ -14,31 +14,28 @@ import pytest
 import torch
 import transformers
 from checks import PARITY_ATOL, PARITY_RTOL, assert_parity
-from convert_cases import hf_config_dict, load_uer, same_tensors
+from convert_cases import hf_config_dict, load_uer, randomized, same_tensors
 from safetensors.torch import load_file
 
-from uer.config import resolve
 from uer.convert import convert, engine
-from uer.convert.configs import export_head
+from uer.convert.wav2vec2 import FAMILY
 from uer.data.wav2vec2 import sample_negatives, span_mask
 from uer.layers.conv_lengths import conv_output_lengths
 from uer.train.checkpoint import load_config
 
-CONFIG = dict(hidden_size=36, num_attention_heads=4, intermediate_size=52, num_hidden_layers=2,
-              conv_dim=(12, 14, 18), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), num_conv_pos_embeddings=16,
-              num_conv_pos_embedding_groups=4, num_codevector_groups=2, num_codevectors_per_group=7,
-              codevector_dim=10, proj_codevector_dim=11, vocab_size=13, pad_token_id=0, ctc_loss_reduction="mean")
+CONFIG = {"hidden_size": 36, "num_attention_heads": 4, "intermediate_size": 52, "num_hidden_layers": 2,
+          "conv_dim": (12, 14, 18), "conv_kernel": (10, 3, 2), "conv_stride": (5, 2, 2), "num_conv_pos_embeddings": 16,
+          "num_conv_pos_embedding_groups": 4, "num_codevector_groups": 2, "num_codevectors_per_group": 7,
+          "codevector_dim": 10, "proj_codevector_dim": 11, "vocab_size": 13, "pad_token_id": 0,
+          "ctc_loss_reduction": "mean"}
 ARCHITECTURES = ("Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC")
 SAMPLES = (1600, 1210, 905)
 
 
 def save_hf(architecture: str, directory):
     torch.manual_seed(0)
-    model = getattr(transformers, architecture)(transformers.Wav2Vec2Config(**CONFIG))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    model.eval().save_pretrained(directory)
+    model = randomized(getattr(transformers, architecture)(transformers.Wav2Vec2Config(**CONFIG))).eval()
+    model.save_pretrained(directory)
     return model
 
 
@@ -60,12 +57,12 @@ def batch() -> dict[str, torch.Tensor]:
 
 def uer_gradients(model, directory, architecture) -> dict[str, torch.Tensor]:
     """``model``'s gradients under the HF names, mapped like the weights (zeros for none)."""
-    model_cfg = resolve(load_config(directory).model)
-    family, head = export_head(model_cfg, architecture, None)
+    model_cfg = load_config(directory).model
+    head = FAMILY.head(architecture)
     grads = copy.deepcopy(model)
     for p, g in zip(grads.parameters(), model.parameters(), strict=True):
         p.data = torch.zeros_like(g) if g.grad is None else g.grad.clone()
-    return engine.to_hf(family, head, grads, engine.num_layers(model_cfg))[0]
+    return engine.to_hf(FAMILY, head, grads, engine.num_layers(model_cfg))[0]
 
 
 def hf_gradients(hf, directory) -> dict[str, torch.Tensor]:
@@ -85,16 +82,13 @@ def test_parity_with_transformers(architecture, tmp_path):
     if architecture == "Wav2Vec2ForPreTraining":
         ref = hf(fields["input_values"], attention_mask=fields["attention_mask"],
                  mask_time_indices=fields["mask_time_indices"],
-                 sampled_negative_indices=fields["sampled_negative_indices"])
+                 sampled_negative_indices=fields["sampled_negative_indices"], output_hidden_states=True)
         out = model(dict(fields))
         with torch.no_grad():
             inputs = dict(fields)
             hidden, real = model.encode(inputs)
-            base = hf.wav2vec2(fields["input_values"], attention_mask=fields["attention_mask"],
-                               mask_time_indices=fields["mask_time_indices"])
-            assert_parity(hidden[real], base.last_hidden_state[real])
-            assert_parity(inputs["extract_features"], base.extract_features)
-            target = model.target.wav2vec2
+            assert_parity(hidden[real], ref.hidden_states[-1][real])
+            target = model.target.wav2vec2  # the quantized states from uer's extract_features: those match too
             assert_parity(target.project_hid(hidden), ref.projected_states)
             assert_parity(target.project_q(target.quantizer(inputs["extract_features"])[0]),
                           ref.projected_quantized_states)
@@ -133,7 +127,7 @@ def test_round_trips_are_bit_identical(architecture, tmp_path):
     convert(tmp_path / "uer", tmp_path / "back")
     same_tensors(tmp_path / "hf" / "model.safetensors", tmp_path / "back" / "model.safetensors")
     assert hf_config_dict(tmp_path / "back") == hf_config_dict(tmp_path / "hf")
-    model, info = getattr(transformers, architecture).from_pretrained(tmp_path / "back", output_loading_info=True)
+    _, info = getattr(transformers, architecture).from_pretrained(tmp_path / "back", output_loading_info=True)
     assert not any(info.values()), info
     transformers.AutoFeatureExtractor.from_pretrained(tmp_path / "back")
     convert(tmp_path / "back", tmp_path / "again")
