@@ -17,10 +17,12 @@ Writes two JSONL files of Alpaca records (``instruction``, ``input``, ``output``
 
 - ``OUT_DIR/book_review_test.jsonl``: ``--test`` reviews drawn with ``--seed`` from
   ``datasets/book_review/test.tsv`` in the same format, never seen in training (a training review
-  with the same text is left out): generate an answer to
-  each record's conversation without its answer (``uer.data.sft.record_messages(line)[:-1]``,
-  rendered with ``uer.data.chat.render_chat(..., add_generation_prompt=True)``) and score the
-  generated label word against ``output``.
+  with the same text is left out), and ``OUT_DIR/book_review_test_prompts.txt``: the same
+  conversations without their answers, one JSON list of messages per line, for ``uer-generate
+  --chat --input``; ``examples/sft_accuracy.py`` scores the generated label words::
+
+      uer-generate CKPT --chat --input OUT_DIR/book_review_test_prompts.txt --output answers.txt --max-new-tokens 8
+      python examples/sft_accuracy.py OUT_DIR/book_review_test.jsonl answers.txt
 
 Prints the number of records per task and the two paths. A missing dataset file is one ``error:`` line
 (exit 2).
@@ -37,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, as the other recipes
 
 from uer.cli.common import run_command
+from uer.data.sft import record_messages
 from uer.errors import UerError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -127,10 +130,13 @@ def main(argv: list[str]) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(args.out_dir / "train.jsonl", train)
     write_jsonl(args.out_dir / "book_review_test.jsonl", test)
+    prompts = args.out_dir / "book_review_test_prompts.txt"
+    prompts.write_text("".join(json.dumps(record_messages(json.dumps(record), "test")[:-1], ensure_ascii=False) + "\n"
+                               for record in test), encoding="utf-8")
     for name, rows in tasks.items():
         print(f"{name}: {len(rows)}")
     print(f"train: {args.out_dir / 'train.jsonl'} ({len(train)} records)")
-    print(f"test: {args.out_dir / 'book_review_test.jsonl'} ({len(test)} records)")
+    print(f"test: {args.out_dir / 'book_review_test.jsonl'} ({len(test)} records), prompts: {prompts}")
     return 0
 
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from tokenizers import AddedToken
 from transformers import PreTrainedTokenizerFast
 
-from examples import sft_mixture
+from examples import sft_accuracy, sft_mixture
 from uer.config import compose_config
 from uer.data.chat import render_chat
 from uer.data.collators import shipped_data_config
@@ -123,7 +123,7 @@ def test_an_empty_or_missing_sft_corpus_is_one_line(tmp_path):
         one_line_error(options.plan, needle)
 
 
-def test_sft_mixture_writes_loadable_records_and_holds_out_the_test_reviews(shared_data, tmp_path, capsys):
+def test_sft_mixture_writes_records_holds_out_test_reviews_and_scores_answers(shared_data, tmp_path, capsys):
     assert sft_mixture.main([str(tmp_path), "--data", str(shared_data), "--per-task", "3", "--test", "5"]) == 0
     train = (tmp_path / "train.jsonl").read_text(encoding="utf-8").splitlines()
     test = (tmp_path / "book_review_test.jsonl").read_text(encoding="utf-8").splitlines()
@@ -134,7 +134,17 @@ def test_sft_mixture_writes_loadable_records_and_holds_out_the_test_reviews(shar
     assert {json.loads(line)["output"] for line in test} <= {"正面", "负面"}
     held_out = {json.loads(line)["input"] for line in test}
     assert not held_out & {json.loads(line)["input"] for line in train}
+    prompts = (tmp_path / "book_review_test_prompts.txt").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in prompts] == [m[:-1] for m in messages[12:]]  # for uer-generate --chat
     assert "book_review: 3" in capsys.readouterr().out
+    answers = tmp_path / "answers.txt"
+    answers.write_text("".join(f"我觉得是{json.loads(line)['output']}\n" for line in test[:4]) + "不知道\n", encoding="utf-8")
+    assert sft_accuracy.main([str(tmp_path / "book_review_test.jsonl"), str(answers)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["accuracy 0.8000", "answered 0.8000", "records 5"]
+    assert sft_accuracy.score(["正面", "负面"], ["负面，不是正面", "正面"])["accuracy"] == 0  # the first word counts
+    answers.write_text("正面\n", encoding="utf-8")
+    one_line_error(lambda: sft_accuracy.main([str(tmp_path / "book_review_test.jsonl"), str(answers)]),
+                   "1 answers for 5 records")
 
 
 @pytest.mark.slow
