@@ -2,15 +2,22 @@
 compare them on, and the helpers the conversion tests share."""
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import transformers
+from checks import PARITY_ATOL, PARITY_RTOL
 from safetensors.torch import load_file
 
+from uer.config import compose_config, resolve
+from uer.convert import engine
+from uer.convert.configs import export_head
+from uer.models import build_model
 from uer.models.pretrained import load_model
+from uer.train.checkpoint import load_config, save_checkpoint
 
 SIZES = {"hidden_size": 36, "num_attention_heads": 4, "intermediate_size": 52, "vocab_size": 99, "num_hidden_layers": 3}
 SPECIALS = {  # role -> token; the ids are the positions in each list
@@ -70,11 +77,50 @@ def tiny_hf_model(case: Case, seed: int = 0):
     """The HF model of ``case`` with every parameter randomized (biases and norms too, so that a
     mapping that mixed them up could not pass)."""
     torch.manual_seed(seed)
-    model = getattr(transformers, case.architecture)(hf_config(case))
+    return randomized(getattr(transformers, case.architecture)(hf_config(case))).eval()
+
+
+def randomized(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with N(0, 0.05²) noise added to every parameter (biases and norms too, so that a
+    mapping that mixed them up could not pass), in place, from torch's global generator."""
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def save_random_uer(directory: Path, overrides: list[str], tokenizer=None):
+    """The uer model that ``compose_config(overrides)`` builds, seeded with 0 and
+    :func:`randomized`, saved as a checkpoint in ``directory``; returns the model in eval mode."""
+    cfg = resolve(compose_config(overrides))
+    torch.manual_seed(0)
+    model = randomized(build_model(cfg.model))
+    save_checkpoint(directory, model, cfg, tokenizer, None)
     return model.eval()
+
+
+def gradients(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` holding its parameters' gradients (zeros where a parameter got none)."""
+    grads = copy.deepcopy(model)
+    for p, g in zip(grads.parameters(), model.parameters(), strict=True):
+        p.data = torch.zeros_like(g) if g.grad is None else g.grad.clone()
+    return grads
+
+
+def assert_gradients_match(hf: torch.nn.Module, model: torch.nn.Module, checkpoint: Path, architecture: str,
+                           scratch: Path) -> None:
+    """After backward on both, the gradients of the uer ``model`` (read from ``checkpoint``), mapped
+    to ``architecture``'s tensor names, equal those of the HF model ``hf`` (saved under ``scratch``),
+    tensor by tensor, with the parity tolerances scaled by the largest gradient."""
+    gradients(hf).save_pretrained(scratch)
+    expected = load_file(str(Path(scratch) / "model.safetensors"))
+    model_cfg = resolve(load_config(checkpoint).model)
+    family, head = export_head(model_cfg, architecture, None)
+    actual, _ = engine.to_hf(family, head, gradients(model), engine.num_layers(model_cfg))
+    assert actual.keys() == expected.keys()
+    scale = max(1.0, max(g.abs().max().item() for g in expected.values()))
+    for name, grad in expected.items():
+        torch.testing.assert_close(actual[name], grad, atol=PARITY_ATOL * scale, rtol=PARITY_RTOL, msg=name)
 
 
 def save_hf(case: Case, directory: Path, seed: int = 0):

@@ -3,19 +3,14 @@ against transformers with random weights and odd sizes (36 wide, 4 heads of 9, 1
 patches, padded captions): hidden states, logits, loss and every gradient; bit-identical round trips."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import transformers
-from checks import PARITY_ATOL, PARITY_RTOL, assert_parity
-from convert_cases import hf_config_dict, hf_tokenizer, load_uer, same_tensors
-from safetensors.torch import load_file
+from checks import assert_parity
+from convert_cases import assert_gradients_match, hf_config_dict, hf_tokenizer, load_uer, same_tensors
 from torch.nn import functional as F
 
-from uer.config import resolve
-from uer.convert import convert, engine
-from uer.convert.configs import export_head
+from uer.convert import convert
 from uer.train.checkpoint import load_config
 
 CONFIG = dict(hidden_size=36, num_attention_heads=4, intermediate_size=52, vocab_size=99, num_hidden_layers=3,
@@ -46,14 +41,6 @@ def batch() -> dict[str, torch.Tensor]:
             "labels": ids.masked_fill(~chosen | (mask == 0), -100), "itm_labels": torch.tensor([1, 0, 1])}
 
 
-def gradients(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` holding its parameters' gradients (zeros where a parameter got none)."""
-    grads = copy.deepcopy(model)
-    for p, g in zip(grads.parameters(), model.parameters(), strict=True):
-        p.data = torch.zeros_like(g) if g.grad is None else g.grad.clone()
-    return grads
-
-
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_parity_with_transformers(architecture, tmp_path):
     hf = save_hf(architecture, tmp_path / "hf")
@@ -79,15 +66,7 @@ def test_parity_with_transformers(architecture, tmp_path):
     assert_parity(ours, theirs)
     ours.backward()
     theirs.backward()
-    gradients(hf).save_pretrained(tmp_path / "hf_grads")
-    expected = load_file(str(tmp_path / "hf_grads" / "model.safetensors"))
-    model_cfg = resolve(load_config(tmp_path / "uer").model)
-    family, head = export_head(model_cfg, architecture, None)
-    actual, _ = engine.to_hf(family, head, gradients(model), engine.num_layers(model_cfg))
-    assert actual.keys() == expected.keys()
-    scale = max(1.0, max(g.abs().max().item() for g in expected.values()))
-    for name, grad in expected.items():
-        torch.testing.assert_close(actual[name], grad, atol=PARITY_ATOL * scale, rtol=PARITY_RTOL, msg=name)
+    assert_gradients_match(hf, model, tmp_path / "uer", architecture, tmp_path / "hf_grads")
 
 
 @pytest.mark.slow

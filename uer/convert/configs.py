@@ -93,9 +93,17 @@ def overrides_for(family: Family, head: Head, config, preset: str) -> list[str]:
         raise UerError(f"{family.model_type} config with {problem} has no uer equivalent")
     args = [f"+model={preset}"] + ([f"model/target={head.target}"] if head.target else [])
     for key in family.config:
-        value = key.to_uer(hf_get(config, key.hf), config)
-        args.append(f"model.{key.uer}={json.dumps(value)}")
+        if not key.heads or head.architecture in key.heads:
+            args.append(f"model.{key.uer}={override_value(key.to_uer(hf_get(config, key.hf), config))}")
     return args + list(family.overrides) + list(head.overrides)
+
+
+def override_value(value) -> str:
+    """``value`` as a Hydra override value: JSON, a dict written as Hydra's ``{key: value}`` (its
+    grammar takes no quoted keys)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {override_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
 
 
 def uer_model_config(family: Family, head: Head, config, preset: str | None = None) -> DictConfig:
@@ -125,7 +133,8 @@ def _without(raw: dict, keys: set[str], prefix: str = "") -> dict:
 def hf_values(family: Family, model_cfg: DictConfig) -> dict:
     """HF config values of the keys both sides have (dotted keys for sub-configs, see :func:`nested`),
     plus the preset name when not the default."""
-    values = {k.hf: k.to_hf(OmegaConf.select(model_cfg, k.uer), model_cfg) for k in family.config}
+    keys = [k for k in family.config if not k.heads or OmegaConf.select(model_cfg, k.uer, default=_ABSENT) is not _ABSENT]
+    values = {k.hf: k.to_hf(OmegaConf.select(model_cfg, k.uer), model_cfg) for k in keys}
     values = {k: v for k, v in values.items() if v is not None or not k.startswith(UER_KEY)}
     if model_cfg.get("name") in family.presets[1:]:
         values[PRESET_KEY] = model_cfg.name

@@ -35,7 +35,7 @@ def rules_for(family: Family, head: Head, layers: dict[str, int]) -> list[Rule]:
             hf = tuple(name.format(**{key: n}) if key else name for name in rule.hf)
             if head.base_model:
                 hf = tuple(name.removeprefix(family.prefix) for name in hf)
-            out.append(Rule(hf, rule.uer.format(**{key: n}) if key else rule.uer, rule.transform))
+            out.append(Rule(hf, rule.uer.format(**{key: n}) if key else rule.uer, rule.transform, rule.optional))
     return out
 
 
@@ -98,8 +98,10 @@ def match_hf(family: Family, head: Head, tensors: dict[str, torch.Tensor], layer
                                "cannot be converted")
             tensors.setdefault(source, tensors.pop(tied))  # old files may hold only the tied name
     unused = sorted(k for k in tensors if k in head.unused)
-    expected = {name for rule in rules_for(family, head, layers) for name in rule.hf}
-    missing, unmapped = expected - tensors.keys(), tensors.keys() - expected - set(unused)
+    rules = rules_for(family, head, layers)
+    expected = {name for rule in rules for name in rule.hf}
+    required = {name for rule in rules if not rule.optional for name in rule.hf}
+    missing, unmapped = required - tensors.keys(), tensors.keys() - expected - set(unused)
     if missing or unmapped:
         parts = [f"{name} {listing(keys)}" for name, keys in (("missing", missing), ("unmapped", unmapped)) if keys]
         raise UerError(f"{where}: weights do not match {head.architecture} with this config.json: "
@@ -117,7 +119,7 @@ def to_uer(family: Family, head: Head, tensors: dict[str, torch.Tensor], model: 
     Raises:
         UerError: shapes that contradict the config (``where`` names the source in the message).
     """
-    rules = rules_for(family, head, layers)
+    rules = [r for r in rules_for(family, head, layers) if not r.optional or all(n in tensors for n in r.hf)]
     state = {rule.uer: rule.transform.to_uer([tensors[n] for n in rule.hf]) for rule in rules}
     targets = uer_tensors(model)
     fresh = [k for k in targets if k.startswith(head.uer_only)] if head.uer_only else []
@@ -140,8 +142,8 @@ def to_hf(family: Family, head: Head, model: nn.Module, layers: dict[str, int]
     Raises:
         UerError: a uer parameter without a rule, or a rule whose parameter the model lacks.
     """
-    rules = rules_for(family, head, layers)
     state = uer_tensors(model)
+    rules = [r for r in rules_for(family, head, layers) if not r.optional or r.uer in state]
     dropped = [k for k in state if k.startswith(head.uer_only)] if head.uer_only else []
     _check_cover(state, {r.uer: None for r in rules}, dropped, head)
     out = {}

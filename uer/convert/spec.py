@@ -101,11 +101,15 @@ IDENTITY, TRANSPOSE, QKV, KV, ROW = Identity(), Transpose(), Concat(3), Concat(2
 class Rule:
     """Hugging Face tensor name(s) <-> one uer parameter name. Names may hold ``{i}``, the encoder
     layer index (one layer when ALBERT shares them), ``{j}``, the decoder layer index, or ``{f}`` /
-    ``{s}``, the layer index of a two-tower model's first / second encoder."""
+    ``{s}``, the layer index of a two-tower model's first / second encoder. An ``optional`` rule
+    covers a tensor only some configs have (BEiT's mask token, relative position tables): it applies
+    when its tensors are there (import) or its parameter is (export), and the model built from the
+    config must still be covered exactly, so a tensor the config contradicts is still an error."""
 
     hf: tuple[str, ...]
     uer: str
     transform: Transform = IDENTITY
+    optional: bool = False
 
     def __post_init__(self):
         if len(self.hf) != self.transform.arity:
@@ -143,13 +147,16 @@ class ConfigKey:
     """A Hugging Face config attribute <-> a key of the uer model config (dotted, under ``model.``).
 
     ``to_uer(hf_value, hf_config)`` and ``to_hf(uer_value, uer_model_config)`` convert values when
-    the two sides do not store the same number (both identity by default).
+    the two sides do not store the same number (both identity by default); ``to_uer`` may return a
+    dict (a part's config, e.g. BEiT's relative position bias). ``heads``: the architectures the key
+    applies to on import (all when empty); on export it is read when the uer key exists.
     """
 
     hf: str
     uer: str
     to_uer: Callable[[Any, Any], Any] = _same
     to_hf: Callable[[Any, Any], Any] = _same
+    heads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 first step (the k-means image tokenizer of masked image modeling, :class:`uer.targets.mim.MimTarget`).
 
 A part opts in with ``fit_to_data(batch)`` and ``num_fit_images`` (how many training rows it wants);
-it gets one batch of those rows, collated by the run's own collator. Parts without them are untouched,
-so every other model builds exactly as before."""
+it gets one batch of those rows, collated by the run's own collator, unless its ``fitted`` is True
+(initial weights that bring a fitted part: a uer MIM checkpoint; an imported Hugging Face BEiT has no
+codebook and is fitted). Parts without them are untouched, so every other model builds exactly as before."""
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,7 @@ def fit_to_data(model: nn.Module, rows, indices: np.ndarray, collate: Callable, 
     """
     for name, part in model.named_modules():
         fit = getattr(part, "fit_to_data", None)
-        if not callable(fit):
+        if not callable(fit) or getattr(part, "fitted", False):
             continue
         count = min(int(part.num_fit_images), len(indices))
         chosen = np.sort(np.random.default_rng([seed, FIT_STREAM]).permutation(indices)[:count])

@@ -47,6 +47,11 @@ class MimTarget(nn.Module):
         self.tokenizer = KMeansTokenizer(patch_size, channels, codebook_size, num_iterations, seed)
         self.num_fit_images = num_fit_images
 
+    @property
+    def fitted(self) -> bool:
+        """True once the tokenizer's codebook is fitted (:meth:`fit_to_data` or a checkpoint)."""
+        return self.tokenizer.fitted
+
     def fit_to_data(self, batch: dict[str, torch.Tensor]) -> None:
         """Fit the tokenizer's codebook to ``batch['pixel_values']`` (``num_fit_images`` training images)."""
         self.tokenizer.fit(batch["pixel_values"])

@@ -195,7 +195,7 @@ def prepare(cfg: DictConfig) -> Trainer:
         load_base(model, init_model.state_dict())  # the whole model, or the base under model.adapters
     collate = make_collator(run_cfg.data, tokenizer, allowed)
     train_idx, eval_idx = split_indices(len(dataset), run_cfg.data.eval_samples, run_cfg.data.seed)
-    if init_model is None and resume_from is None:  # parts fitted to the training data (MIM's image tokenizer)
+    if resume_from is None:  # parts fitted to the training data (MIM's image tokenizer), unless init_from fitted them
         fit_to_data(model, dataset, train_idx, collate, run_cfg.data.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
