@@ -10,9 +10,15 @@ import torch
 import transformers
 from checks import assert_parity
 from PIL import Image
+from sklearn.datasets import load_sample_images
+from transformers import ViltImageProcessorPil
 
 from uer.config import compose_config, resolve
+from uer.data.collators import make_collator
+from uer.data.image_text import IMAGE_PROCESSORS, ImageTextCollator, clip_pixels
+from uer.data.images import square_pixels
 from uer.data.masking import MaskedLm
+from uer.data.tokenizer import Tokenizer
 from uer.data.vilt import ItmMlmCollator, itm_partners
 from uer.models import build_model
 
@@ -138,3 +144,28 @@ def test_mlm_reads_the_text_positions_and_itm_the_first(vilt):
     mlm = vilt.target.mlm
     assert_parity(out.logits["mlm"], mlm.decoder(mlm.norm(mlm.act(mlm.dense(hidden[:, 2])))))
     assert mlm.decoder.weight is vilt.embedding.text.word.weight
+
+def test_data_vilt_pixels_equal_vilt_image_processor_on_real_images():
+    """data=vilt's collator gives ViltImageProcessor's pixels of each image resized to the model's
+    square size (real photographs, a crop, a grayscale digit), at vilt_tiny's size and at vilt_base's
+    384 with the processor's default size divisor of 32; data=image_text keeps CLIP's pixels."""
+    photos = load_sample_images().images
+    digit = Image.fromarray((np.arange(64, dtype=np.uint8) * 4).reshape(8, 8))
+    images = [Image.fromarray(a) for a in photos] + [Image.fromarray(photos[0][:301, :200]), digit]
+    encoded = []
+    for image in images:
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        encoded.append(out.getvalue())
+    cfg = resolve(compose_config(["+model=vilt_tiny"]))
+    collate = make_collator(cfg.data, Tokenizer.load(cfg.data.tokenizer))
+    rows = {"image": encoded, "input_ids": [[2, 10, 3]] * len(images), "label": [0] * len(images)}  # no ITM swaps
+    ours = collate(rows, [np.random.default_rng(i) for i in range(len(images))])["pixel_values"].numpy()
+    for size, divisor, pixels in ((32, 1, ours), (384, 32, None)):
+        reference = ViltImageProcessorPil(size={"shortest_edge": size}, size_divisor=divisor)
+        for i, image in enumerate(images):
+            square = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+            expected = reference(square, return_tensors="np")["pixel_values"][0]
+            actual = square_pixels(image, size) if pixels is None else pixels[i]
+            assert np.array_equal(actual, expected), (size, i)
+    assert IMAGE_PROCESSORS["clip"] is clip_pixels and ImageTextCollator(None, 32).pixels is clip_pixels

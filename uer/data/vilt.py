@@ -81,20 +81,24 @@ class ItmMlmCollator:
 
 class ViltCollator(ItmMlmCollator):
     """The collator of ``data=vilt``: :class:`ItmMlmCollator` around
-    :class:`uer.data.image_text.ImageTextCollator` (``pixel_values`` as Hugging Face's CLIP image
-    processor makes them, padded captions) with the MLM settings of ``tokenizer``. Its class
-    ``labels`` (the digits) are replaced by the MLM labels.
+    :class:`uer.data.image_text.ImageTextCollator` (``pixel_values`` as the Hugging Face image
+    processor ``image_processor`` makes them, padded captions) with the MLM settings of ``tokenizer``.
+    Its class ``labels`` (the digits) are replaced by the MLM labels.
 
     Args:
         tokenizer: a `uer.data.tokenizer.Tokenizer` with pad and mask tokens.
         image_size: the side of the model's square input images (``data.image_size``).
         mask_prob: ``data.mask_prob``, the fraction of caption tokens to predict.
         itm_prob: ``data.itm_prob``, the fraction of pairs made negative.
+        image_processor: ``data.image_processor``, ``vilt`` (``ViltImageProcessor``'s pixels, what
+            ``data=vilt`` sets) or ``clip`` (the default: runs whose config predates the key).
 
     Raises:
         UerError: ``mask_prob`` outside (0, 1), or a tokenizer without mask or pad token.
-        ValueError: ``itm_prob`` outside [0, 1].
+        ValueError: ``itm_prob`` outside [0, 1], or an unknown ``image_processor``.
     """
 
-    def __init__(self, tokenizer, image_size: int, mask_prob: float = 0.15, itm_prob: float = 0.5):
-        super().__init__(ImageTextCollator(tokenizer, image_size), MaskedLm(tokenizer, mask_prob), itm_prob)
+    def __init__(self, tokenizer, image_size: int, mask_prob: float = 0.15, itm_prob: float = 0.5,
+                 image_processor: str = "clip"):
+        super().__init__(ImageTextCollator(tokenizer, image_size, image_processor), MaskedLm(tokenizer, mask_prob),
+                         itm_prob)
