@@ -19,9 +19,9 @@ cased; ``vocab_size`` entries for bpe/wordpiece; stored in the cache by
 tokens (room for the end token a decoder predicts) fails the run naming the file: cutting a
 transcript would teach the model words the audio does not hold.
 
-Row columns: ``input_features`` (``FbankProcessor``: the (frames, 80) float32 little-endian bytes of
-:func:`uer.data.fbank.fbank_features`, normalized) or ``audio`` (``WaveformProcessor``: 16-bit
-little-endian PCM at 16 kHz, the precision of the recordings), and ``labels`` (int32 transcript ids).
+Row columns: ``input_features`` (``FbankProcessor``: :func:`uer.data.fbank.fbank_features`, normalized,
+as :func:`uer.data.speech.features_cell` bytes) or ``audio`` (``WaveformProcessor``: 16-bit PCM at
+16 kHz, :func:`uer.data.speech.waveform_cell`), and ``labels`` (int32 transcript ids).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import torch
 
 from uer.data.audio import SAMPLE_RATE, load_audio, read_manifest
 from uer.data.fbank import FRAME_LENGTH, fbank_features
+from uer.data.speech import features_cell, waveform_cell
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 from uer.preprocess.processor import TOKEN_IDS, Plan, Processor
@@ -47,8 +48,6 @@ from uer.preprocess.tokenizer_cache import prepared_tokenizer
 RECORDINGS_PER_SHARD = 64
 TRAINED_TOKENIZERS = ("chars", "bpe", "wordpiece")
 """``data.tokenizer`` values that train a tokenizer on the manifest's transcripts."""
-PCM_SCALE = 2**15
-"""16-bit PCM: a stored sample ``s`` is the waveform value ``s / PCM_SCALE``."""
 
 
 @dataclass
@@ -141,8 +140,7 @@ class FbankProcessor(SpeechProcessor):
     schema: ClassVar[pa.Schema] = pa.schema([("input_features", pa.binary()), ("labels", TOKEN_IDS)])
 
     def audio_columns(self, waveform: np.ndarray) -> dict:
-        features = fbank_features([waveform])[0][0].numpy()
-        return {"input_features": features.astype("<f4").tobytes()}
+        return {"input_features": features_cell(fbank_features([waveform])[0][0].numpy())}
 
 
 @dataclass
@@ -152,8 +150,7 @@ class WaveformProcessor(SpeechProcessor):
     schema: ClassVar[pa.Schema] = pa.schema([("audio", pa.binary()), ("labels", TOKEN_IDS)])
 
     def audio_columns(self, waveform: np.ndarray) -> dict:
-        pcm = np.clip(np.rint(waveform * PCM_SCALE), -PCM_SCALE, PCM_SCALE - 1).astype("<i2")
-        return {"audio": pcm.tobytes()}
+        return {"audio": waveform_cell(waveform)}
 
 
 @contextlib.contextmanager

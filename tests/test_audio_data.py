@@ -16,7 +16,15 @@ from uer.config import compose_config
 from uer.data.audio import SAMPLE_RATE, load_audio, read_manifest
 from uer.data.collators import make_collator, shipped_data_config
 from uer.data.fbank import fbank_features, num_frames
-from uer.data.speech import SpeechToTextCollator, WaveformCollator, spec_augment, stored_features
+from uer.data.speech import (
+    SpeechToTextCollator,
+    WaveformCollator,
+    features_cell,
+    spec_augment,
+    stored_features,
+    stored_waveform,
+    waveform_cell,
+)
 from uer.data.tokenizer import Tokenizer
 from uer.preprocess.build import build_dataset, load_dataset_dir
 from uer.preprocess.registry import options_from_config
@@ -122,7 +130,7 @@ def test_processor_rows_hold_features_waveforms_and_transcripts(manifest, wavefo
                                                    waveforms, pairs):
         assert tokenizer.decode(row["labels"]) == text and audio_row["labels"] == row["labels"]
         assert np.array_equal(stored_features(row["input_features"]), fbank_features([waveform])[0][0].numpy())
-        pcm = np.frombuffer(audio_row["audio"], dtype="<i2") / 2**15
+        pcm = stored_waveform(audio_row["audio"])
         assert pcm.shape == waveform.shape and np.abs(pcm - waveform).max() <= 2**-15
 
 
@@ -156,7 +164,7 @@ def test_processor_refuses_long_transcripts_and_missing_corpus(manifest):
 
 def s2t_rows(waveforms, tokenizer):
     banks = [fbank_features([w])[0][0].numpy() for w in waveforms]
-    return {"input_features": [b.astype("<f4").tobytes() for b in banks],
+    return {"input_features": [features_cell(b) for b in banks],
             "labels": tokenizer.encode_batch(["in the", "beginning god"] * (len(waveforms) // 2))}, banks
 
 
@@ -186,10 +194,10 @@ def test_s2t_collator_targets_and_spec_augment(waveforms, tmp_path):
 
 
 def test_waveform_collator_equals_wav2vec2_feature_extractor(waveforms):
-    cells = [(np.clip(np.rint(w * 2**15), -2**15, 2**15 - 1)).astype("<i2").tobytes() for w in waveforms]
+    cells = [waveform_cell(w) for w in waveforms]
     batch = WaveformCollator()({"audio": cells, "labels": [[5, 6], [7], [5, 6, 7], [8]]}, [])
     expected = Wav2Vec2FeatureExtractor(return_attention_mask=True)(
-        [np.frombuffer(c, dtype="<i2") / np.float32(2**15) for c in cells], padding=True,
+        [stored_waveform(c) for c in cells], padding=True,
         sampling_rate=SAMPLE_RATE, return_tensors="pt")
     assert torch.equal(batch["attention_mask"], expected["attention_mask"].long())
     assert_parity(batch["input_values"], expected["input_values"])

@@ -21,9 +21,20 @@ NORM_EPSILON = 1e-7
 """Added to the variance before the square root (``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm``)."""
 
 
+def features_cell(features: np.ndarray) -> bytes:
+    """One utterance's filter banks (frames, 80) as an ``input_features`` cell: float32 little-endian."""
+    return np.asarray(features, dtype="<f4").tobytes()
+
+
 def stored_features(data: bytes) -> np.ndarray:
     """The filter banks of one ``input_features`` cell -> (frames, 80) float32."""
     return np.frombuffer(data, dtype="<f4").reshape(-1, NUM_MEL_BINS)
+
+
+def waveform_cell(waveform: np.ndarray) -> bytes:
+    """One 16 kHz waveform (samples,) in [-1, 1] as an ``audio`` cell: 16-bit little-endian PCM,
+    rounded and clipped (the precision of the recordings; 2**-16 at most off)."""
+    return np.clip(np.rint(waveform * PCM_SCALE), -PCM_SCALE, PCM_SCALE - 1).astype("<i2").tobytes()
 
 
 def stored_waveform(data: bytes) -> np.ndarray:
