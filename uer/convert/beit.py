@@ -27,6 +27,11 @@ What maps, and how:
 
 Pixels: an export writes the ``BeitImageProcessor`` settings of :class:`uer.data.images.ImageCollator`
 (bicubic resize to the square size, no crop, mean = std = 0.5).
+
+Known transformers problem (5.24): with ``use_mean_pooling=False`` (the presets' final norm) a
+``BeitForMaskedImageModeling.from_pretrained`` swaps ``beit.layernorm`` and the head's ``layernorm``
+while loading, also for directories transformers saved itself; the files are right (``AutoModel``,
+i.e. ``BeitModel``, loads its norm correctly, and so does uer).
 """
 from __future__ import annotations
 
