@@ -14,7 +14,8 @@ of Zephyr (Tunstall et al. 2023)::
 
     <bos><|system|>\\n{system}<eos><|user|>\\n{user}<eos><|assistant|>\\n{answer}<eos>
 
-where ``<bos>``/``<eos>`` are the tokenizer's bos and eos tokens; ``add_generation_prompt`` appends
+where ``<bos>``/``<eos>`` are the tokenizer's bos and eos tokens (a BERT vocabulary's [CLS] and [SEP]
+when it has none, as processor ``llm_pretrain`` wraps documents); ``add_generation_prompt`` appends
 ``<|assistant|>\\n``. Every turn ends with eos, so the labels of an answer are its tokens and the
 eos, and a model trained on it stops after its answer.
 
@@ -37,9 +38,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from uer.errors import UerError
 
 DEFAULT_CHAT_TEMPLATE = (
-    "{{ bos_token }}"
+    "{{ bos_token | default(cls_token) }}{% set end = eos_token | default(sep_token) %}"
     "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + end }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
