@@ -60,7 +60,9 @@ def test_labels_are_the_assistant_tokens_transformers_marks(chatml):
     one_line_error(lambda: render_chat(CHAT[2:], tokenizer), "chat template", "a chat starts with a user")
 
 
-def test_default_template_labels_each_answer_and_its_eos():
+def test_default_template_labels_each_answer_and_its_eos(wordpiece):
+    assert render_chat(CHAT[1:3], wordpiece) == "[CLS]<|user|>\nWho made the light?[SEP]<|assistant|>\n" \
+        "God said, Let there be light.[SEP]"  # a BERT vocabulary: [CLS] and [SEP] for bos and eos
     tokenizer = Tokenizer.load("builtin:kjv-bpe")  # no chat template; <|endoftext|> is bos, eos and pad
     ids, labels = encode_chat(CHAT, tokenizer)
     eos = tokenizer.eos_token_id
