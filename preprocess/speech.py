@@ -29,21 +29,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 import torch
+from uer.preprocess.processor import TOKEN_IDS, Plan, Processor
+from uer.preprocess.tokenizer_cache import prepared_tokenizer
 
 from uer.data.audio import SAMPLE_RATE, load_audio, read_manifest
 from uer.data.fbank import FRAME_LENGTH, fbank_features
 from uer.data.speech import features_cell, waveform_cell
 from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
-from uer.preprocess.processor import TOKEN_IDS, Plan, Processor
-from uer.preprocess.tokenizer_cache import prepared_tokenizer
 
 RECORDINGS_PER_SHARD = 64
 TRAINED_TOKENIZERS = ("chars", "bpe", "wordpiece")

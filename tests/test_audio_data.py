@@ -11,6 +11,8 @@ import soundfile
 import torch
 from checks import assert_parity, one_line_error
 from transformers import Speech2TextFeatureExtractor, Wav2Vec2FeatureExtractor
+from uer.preprocess.build import build_dataset, load_dataset_dir
+from uer.preprocess.registry import options_from_config
 
 from uer.config import compose_config
 from uer.data.audio import SAMPLE_RATE, load_audio, read_manifest
@@ -26,8 +28,6 @@ from uer.data.speech import (
     waveform_cell,
 )
 from uer.data.tokenizer import Tokenizer
-from uer.preprocess.build import build_dataset, load_dataset_dir
-from uer.preprocess.registry import options_from_config
 from uer.train.run import prepare
 
 MASKS = {"freq_mask": 27, "freq_masks": 2, "time_mask": 40, "time_masks": 2, "time_mask_ratio": 1.0}
@@ -82,7 +82,7 @@ def test_manifest_forms_and_bad_rows(tmp_path):
                                 ("gone.tsv", "\nb.wav\thi\n", ("line 2", "b.wav", "not found")),
                                 ("short.tsv", "id\tpath\ttranscript\n1\ta.wav\n", ("line 2", "header names 3"))]:
         (tmp_path / name).write_text(text)
-        one_line_error(lambda: read_manifest(tmp_path / name), name, *needles)
+        one_line_error(lambda path=tmp_path / name: read_manifest(path), name, *needles)
     (tmp_path / "bare.tsv").write_text("a.wav\n")
     assert read_manifest(tmp_path / "bare.tsv", transcripts=False) == [(str(tmp_path / "a.wav"), "")]
     one_line_error(lambda: read_manifest(tmp_path / "nowhere.tsv"), "nowhere.tsv", "not found")

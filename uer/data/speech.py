@@ -133,7 +133,7 @@ class SpeechToTextCollator:
         self.masks = {"freq_mask": freq_mask, "freq_masks": freq_masks, "time_mask": time_mask,
                       "time_masks": time_masks, "time_mask_ratio": float(time_mask_ratio)}
 
-    def evaluation(self) -> "SpeechToTextCollator":
+    def evaluation(self) -> SpeechToTextCollator:
         """A copy with SpecAugment off (held-out loss and decoding see the audio unmasked)."""
         plain = copy.copy(self)
         plain.spec_augment = False
