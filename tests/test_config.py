@@ -44,11 +44,14 @@ def test_preset_builds_at_full_size(preset):
         processor = "MaskedImages"
     if cfg.data.collator._target_.endswith(".ViltCollator"):  # image–text pairs with ITM negatives and masking
         processor = "ViltPairs"
+    if cfg.data.collator._target_.endswith(".Wav2Vec2Collator"):  # waveforms with masked frames and distractors
+        processor = "Wav2Vec2Frames"
     targets = set(cfg.model.target) - {"_target_", "weights"}
     assert {"ViltPairs": {"mlm", "itm"}, "NspProcessor": {"mlm", "sp"}, "SopProcessor": {"mlm", "sp"}, "FullSentencesProcessor": {"mlm"},
             "CausalLmProcessor": {"lm"}, "ImageProcessor": {"cls"}, "SpanCorruptionProcessor": {"lm"},
             "SentenceBlocksProcessor": {"lm"}, "ParallelProcessor": {"lm"},
-            "PrefixLmProcessor": {"lm"}, "MaskedImages": {"mim"}, "ImageTextProcessor": {"clr"}}[processor] == targets
+            "PrefixLmProcessor": {"lm"}, "MaskedImages": {"mim"}, "ImageTextProcessor": {"clr"},
+            "Wav2Vec2Frames": {"wav2vec2"}, "WaveformProcessor": {"ctc"}}[processor] == targets
 
 
 @pytest.mark.parametrize("group,option", [
@@ -60,6 +63,7 @@ def test_every_group_option_composes(group, option):
     base = "vit_tiny" if (group, option) == ("data", "image") else "beit_tiny" if (group, option) == ("data", "mim") \
         else "bert_tiny"
     base = "vilt_tiny" if (group, option) == ("data", "vilt") else "clip_tiny" if (group, option) == ("data", "image_text") else base
+    base = "wav2vec2_tiny" if (group, option) == ("data", "wav2vec2") else base
     cfg = resolve(compose_config([f"+model={base}", f"{group}={option}"]))
     assert cfg[group] is not None
 
@@ -76,6 +80,8 @@ def test_every_model_part_composes_and_builds(part):
             overrides = sized("vit_tiny")
         if option in ("dual_clip", "clr"):  # CLIP's parts go together
             overrides = sized("clip_tiny")
+        if option in ("waveform", "wav2vec2", "ctc"):  # wav2vec 2.0's parts read its conv and codebook sizes
+            overrides = sized("wav2vec2_tiny") + [f"model/{part}={option}"]
         if option in ("dual_text", "dual", "cosine"):  # two-tower parts go together
             overrides = sized("bert_tiny") + ["model/embedding=dual_text", "model/encoder=dual", "model/target=cosine"]
         cfg = resolve(compose_config(overrides))
