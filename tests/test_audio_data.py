@@ -73,14 +73,15 @@ def test_manifest_forms_and_bad_rows(tmp_path):
     soundfile.write(tmp_path / "a.wav", np.zeros(800), SAMPLE_RATE)
     (tmp_path / "a.txt").write_text("hello  world\n")
     (tmp_path / "plain.tsv").write_text("a.wav\thello world\n")
-    (tmp_path / "header.tsv").write_text("id\tpath\ttext\tx\n1\ta.wav\thello\t9\n")
+    (tmp_path / "header.tsv").write_text("id\taudio\tsentence\tx\n1\ta.wav\thello\t9\n")
     assert read_manifest(tmp_path / "plain.tsv") == [(str(tmp_path / "a.wav"), "hello world")]
     assert read_manifest(tmp_path / "header.tsv") == [(str(tmp_path / "a.wav"), "hello")]
     assert read_manifest(tmp_path) == [(str(tmp_path / "a.wav"), "hello  world")]
     for name, text, needles in [("three.tsv", "a.wav\thi\tx\n", ("line 1", "path<TAB>transcript")),
                                 ("blank.tsv", "a.wav\t \n", ("line 1", "empty transcript")),
                                 ("gone.tsv", "\nb.wav\thi\n", ("line 2", "b.wav", "not found")),
-                                ("short.tsv", "id\tpath\ttranscript\n1\ta.wav\n", ("line 2", "header names 3"))]:
+                                ("short.tsv", "id\tpath\ttranscript\n1\ta.wav\n", ("line 2", "header names 3")),
+                                ("notext.tsv", "id\tpath\n1\ta.wav\n", ("no transcript column",))]:
         (tmp_path / name).write_text(text)
         one_line_error(lambda path=tmp_path / name: read_manifest(path), name, *needles)
     (tmp_path / "bare.tsv").write_text("a.wav\n")

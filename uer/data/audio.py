@@ -8,8 +8,9 @@ knows), channels are averaged to mono and other sample rates are resampled to 16
 A manifest (:func:`read_manifest`) is either
 
 - a TSV of ``path<TAB>transcript`` lines, paths relative to the TSV's folder; a first line naming the
-  columns is a header, and then any columns are allowed as long as one is ``path`` and one is
-  ``transcript`` (or ``text``), e.g. ``id<TAB>path<TAB>duration_s<TAB>voice<TAB>text<TAB>transcript``;
+  columns is a header, and then any columns are allowed as long as one names the audio
+  (:data:`PATH_COLUMNS`: ``path``, ...) and one the transcript (:data:`TRANSCRIPT_COLUMNS`:
+  ``transcript``, ``text``, ``sentence``), e.g. ``id<TAB>path<TAB>duration_s<TAB>voice<TAB>text<TAB>transcript``;
 - a folder of audio files, each with its transcript in a ``.txt`` file of the same stem beside it
   (``a.flac`` + ``a.txt``), searched recursively.
 """
@@ -29,7 +30,9 @@ SAMPLE_RATE = 16000
 """Samples per second of every waveform :func:`load_audio` returns."""
 AUDIO_EXTENSIONS = frozenset(f".{ext.lower()}" for ext in soundfile.available_formats()) | {".ogg", ".oga"}
 """File suffixes taken as audio when a manifest is a folder (the formats libsndfile reads)."""
-TRANSCRIPT_COLUMNS = ("transcript", "text")
+PATH_COLUMNS = ("path", "audio_path", "audio", "file")
+"""Header names of the audio path column of a TSV manifest, in order of preference."""
+TRANSCRIPT_COLUMNS = ("transcript", "text", "sentence")
 """Header names of the transcript column of a TSV manifest, in order of preference."""
 
 
@@ -86,10 +89,10 @@ def read_manifest(path: str | Path, transcripts: bool = True) -> list[tuple[str,
 def _columns(header: list[str]) -> tuple[int, int | None] | None:
     """(path column, transcript column) a header line names, or None when the line is no header."""
     names = [name.strip().lower() for name in header]
-    if "path" not in names:
+    path = next((names.index(name) for name in PATH_COLUMNS if name in names), None)
+    if path is None:
         return None
-    transcript = next((names.index(name) for name in TRANSCRIPT_COLUMNS if name in names), None)
-    return names.index("path"), transcript
+    return path, next((names.index(name) for name in TRANSCRIPT_COLUMNS if name in names), None)
 
 
 def _read_tsv(tsv: Path, transcripts: bool) -> list[tuple[str, str]]:
@@ -97,7 +100,7 @@ def _read_tsv(tsv: Path, transcripts: bool) -> list[tuple[str, str]]:
     header = lines[0].split("\t") if lines else []
     columns = _columns(header)
     if columns is not None and columns[1] is None and transcripts:
-        raise UerError(f"manifest {tsv}: the header has no transcript (or text) column")
+        raise UerError(f"manifest {tsv}: the header names no transcript column ({', '.join(TRANSCRIPT_COLUMNS)})")
     pairs = []
     for lineno, line in enumerate(lines, 1):
         if not line.strip() or (lineno == 1 and columns is not None):
