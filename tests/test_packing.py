@@ -78,7 +78,13 @@ def test_a_packed_document_computes_exactly_as_the_document_alone(preset):
         out.terms["lm"].loss_sum.backward()
         return out, model.encode(batch)[0], [p.grad.clone() for p in model.parameters()]
 
+    seen = []  # the positions rotary attention (Llama) rotates q and k by: the batch's
+    hooks = [m.register_forward_pre_hook(lambda _, args: seen.append(args[2])) for m in model.modules()
+             if type(m).__name__ == "RotaryEmbedding"]
     out, hidden, grads = run(packed)
+    for hook in hooks:
+        hook.remove()
+    assert all(torch.equal(positions, packed["position_ids"]) for positions in seen) and len(seen) == 2 * len(hooks)
     singles = [run(batch) for batch in alone]
     logits = model.logits(hidden)
     assert_parity(logits[0, 7:], model.logits(singles[1][1])[0])
