@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from uer.config import compose_config
 
 FAST = ["trainer.progress=false", "trainer.eval_every=0", "data.eval_samples=4", "data.num_proc=1"]
+SPEECH_PROCESSORS = ("FbankProcessor", "WaveformProcessor")
+"""Data processors that read recordings (a manifest as corpus)."""
 
 
 @functools.cache
@@ -31,6 +33,8 @@ def run_args(preset: str, corpus: Path, out: Path, steps: int, *extra: str) -> l
     if processor == "ParallelProcessor":  # a parallel corpus: English<TAB>Chinese
         args += [f"data.corpus={SHARED_DATA / 'corpora' / 'news-commentary-v13-en-zh_sampled.txt'}",
                  "data.seq_length=32", "data.vocab_size=2000"]
+    elif processor in SPEECH_PROCESSORS:  # a speech manifest; transcripts keep data.seq_length's default
+        args += [f"data.corpus={corpus}"]
     elif processor not in ("ImageProcessor", "ImageTextProcessor"):  # these default to the digits
         args += [f"data.corpus={corpus}", "data.seq_length=32"]
     return args + list(extra)

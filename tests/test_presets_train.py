@@ -7,7 +7,7 @@ import math
 
 import pytest
 from omegaconf import OmegaConf
-from runs import composed, processor_of, run_args
+from runs import SPEECH_PROCESSORS, composed, processor_of, run_args
 
 from uer.config import compose_config, presets
 from uer.train.run import pretrain
@@ -46,9 +46,12 @@ def tiny(preset: str) -> list[str]:
 
 def distinct_at_tiny_size() -> list[str]:
     """One preset per distinct tiny configuration: presets that differ only in sizes (bert_base,
-    bert_mini, bert_tiny) are the same model at :data:`TINY` sizes and train once."""
+    bert_mini, bert_tiny) are the same model at :data:`TINY` sizes and train once. Speech presets
+    train on recordings instead (:func:`test_speech_presets_train_on_short_recordings`)."""
     seen, kept = set(), []
     for preset in presets():
+        if processor_of(preset) in SPEECH_PROCESSORS:
+            continue
         cfg = OmegaConf.merge(composed(preset), OmegaConf.from_dotlist([*tiny(preset), "model.name=null"]))
         key = OmegaConf.to_yaml(cfg)
         if key not in seen:
@@ -73,3 +76,32 @@ def test_every_preset_trains_at_tiny_size_and_its_loss_falls(preset, small_corpu
     (checkpoint,) = (tmp_path / "run" / "checkpoints").iterdir()
     assert {"model.safetensors", "config.yaml", "state"} <= {p.name for p in checkpoint.iterdir()}
     assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+SPEECH_PRESETS = {"s2t_tiny": (20, 8, "3e-3")}
+"""Speech presets trained in the slow suite (steps, batch size, learning rate): a 20-step run on 16
+recordings of 1.3-2 s costs ~10 s, too much for the quick suite."""
+
+
+@pytest.fixture
+def short_recordings(shared_data, tmp_path):
+    """A manifest of the 16 shortest recordings of the shared speech training set (absolute paths)."""
+    lines = (shared_data / "speech" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    path, duration, text = (header.index(k) for k in ("path", "duration_s", "transcript"))
+    rows = sorted((line.split("\t") for line in lines[1:]), key=lambda r: float(r[duration]))[:16]
+    tsv = tmp_path / "short.tsv"
+    tsv.write_text("path\ttranscript\n" + "".join(f"{shared_data / 'speech' / r[path]}\t{r[text]}\n" for r in rows))
+    return tsv
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", list(SPEECH_PRESETS))
+def test_speech_presets_train_on_short_recordings(preset, short_recordings, tmp_path):
+    steps, batch_size, lr = SPEECH_PRESETS[preset]
+    args = run_args(preset, short_recordings, tmp_path / "run", steps, *tiny(preset), f"data.batch_size={batch_size}",
+                    f"optim.lr={lr}", "scheduler=constant", "trainer.log_every=1", "trainer.save_every=0")
+    pretrain(compose_config(args))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in rows if row["split"] == "train"]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert len(losses) == steps and last < first - LOSS_FALL, f"{preset}: loss {first:.3f} -> {last:.3f}"
