@@ -42,6 +42,11 @@ class LlmSftProcessor(Processor):
     default_tokenizer: ClassVar[str | None] = "builtin:kjv-bpe"
     uncached_keys: ClassVar[tuple[str, ...]] = ("corpus", "tokenizer", "num_proc", "corpus_format", "invalid_utf8")
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.packing, bool):
+            raise UerError(f"data.packing: must be true or false, got {self.packing!r}")
+
     def plan(self) -> Plan:
         if self.corpus is None:
             raise UerError("data.corpus: processor llm_sft needs a JSONL file of Alpaca or chat records")

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerFast
 from examples import sft_accuracy, sft_mixture
 from uer.config import compose_config
 from uer.data.chat import render_chat
-from uer.data.collators import shipped_data_config
+from uer.data.collators import make_collator, shipped_data_config
 from uer.data.packing import PackedLm
 from uer.data.sft import encode_chat, record_messages
 from uer.data.tokenizer import Tokenizer
@@ -118,11 +118,13 @@ def test_a_bad_record_is_one_line_naming_file_and_line(tmp_path, line, needle):
     one_line_error(options.plan, f"corpus {corpus}: line 3", needle)
 
 
-def test_an_empty_or_missing_sft_corpus_is_one_line(tmp_path):
+def test_an_empty_or_missing_sft_corpus_or_a_bad_switch_is_one_line(tmp_path, bpe):
     (tmp_path / "empty.jsonl").write_bytes(b"")
     for corpus, needle in ((tmp_path / "empty.jsonl", "file is empty"), (None, "data.corpus")):
         options = options_from_config(shipped_data_config("llm_sft", corpus=corpus and str(corpus)))
         one_line_error(options.plan, needle)
+    one_line_error(lambda: options_from_config(shipped_data_config("llm_sft", packing="yes")), "data.packing", "'yes'")
+    one_line_error(lambda: make_collator(shipped_data_config("llm_sft", document_mask=2), bpe), "data.document_mask")
 
 
 def test_sft_mixture_writes_records_holds_out_test_reviews_and_scores_answers(shared_data, tmp_path, capsys):
