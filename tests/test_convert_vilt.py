@@ -3,14 +3,17 @@ against transformers with random weights and odd sizes (36 wide, 4 heads of 9, 1
 patches, padded captions): hidden states, logits, loss and every gradient; bit-identical round trips."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import transformers
 from checks import assert_parity
 from convert_cases import assert_gradients_match, hf_config_dict, hf_tokenizer, load_uer, same_tensors
+from PIL import Image
 from torch.nn import functional as F
 
 from uer.convert import convert
+from uer.data.images import square_pixels
 from uer.train.checkpoint import load_config
 
 CONFIG = dict(hidden_size=36, num_attention_heads=4, intermediate_size=52, vocab_size=99, num_hidden_layers=3,
@@ -85,5 +88,9 @@ def test_round_trips_are_bit_identical(architecture, tmp_path):
     assert hf_config_dict(tmp_path / "back") == hf_config_dict(tmp_path / "hf")
     model, info = getattr(transformers, architecture).from_pretrained(tmp_path / "back", output_loading_info=True)
     assert not any(info.values()), info
+    processor = transformers.AutoProcessor.from_pretrained(tmp_path / "back")  # data=vilt's pixels
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 12, 3), dtype=np.uint8))
+    assert np.array_equal(processor(images=image, text="w5", return_tensors="np")["pixel_values"][0],
+                          square_pixels(image, 12))
     convert(tmp_path / "back", tmp_path / "again")
     same_tensors(tmp_path / "uer" / "model.safetensors", tmp_path / "again" / "model.safetensors")

@@ -40,6 +40,7 @@ import torch
 from uer.convert.bert import activation
 from uer.convert.spec import QKV, ConfigKey, Family, Head, Rule, Transform, params
 from uer.convert.vit import image_keys, square
+from uer.data.images import STANDARD_MEAN, STANDARD_STD
 
 LAYER = "beit.encoder.layer.{i}"
 UER_LAYER = "encoder.layers.{i}"
@@ -90,8 +91,8 @@ def image_processor(model_cfg) -> dict:
     size, channels = model_cfg.image_size, model_cfg.channels
     return {"image_processor_type": "BeitImageProcessor", "do_resize": True,
             "size": {"height": size, "width": size}, "resample": 3, "do_center_crop": False, "do_rescale": True,
-            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5] * channels,
-            "image_std": [0.5] * channels, "do_reduce_labels": False}
+            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [STANDARD_MEAN] * channels,
+            "image_std": [STANDARD_STD] * channels, "do_reduce_labels": False}
 
 
 FAMILY = Family(

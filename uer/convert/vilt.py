@@ -11,6 +11,8 @@ table ``vilt.embeddings.token_type_embeddings`` is :class:`uer.embeddings.Single
 - ``ViltForImageAndTextRetrieval`` <-> an ITM-only model (``model/target=itm``): its ``rank_output``
   is the one-logit ITM classifier, so it maps exactly.
 
+An export writes the ``ViltImageProcessor`` settings of ``data=vilt``'s pixels (:func:`image_processor`).
+
 Parity holds for images of the configured size with no pixel padding (what uer's collators make):
 Hugging Face resamples the patches of a padded image at random (``max_image_length``) and
 interpolates position embeddings to other image sizes, which uer does not model. Hugging Face also
@@ -21,6 +23,7 @@ from __future__ import annotations
 from uer.convert.bert import ENCODER_KEYS
 from uer.convert.spec import ConfigKey, Family, Head, Rule, fused_qkv, params
 from uer.convert.vit import square
+from uer.data.images import STANDARD_MEAN, STANDARD_STD
 
 LAYER = "vilt.encoder.layer.{i}"
 TEXT = "vilt.embeddings.text_embeddings"
@@ -34,6 +37,20 @@ def image_length_check(config) -> str | None:
     if limit is not None and 0 <= limit < patches:
         return f"max_image_length={limit} below the {patches} patches of an image (random patch sampling)"
     return None
+
+
+def image_processor(model_cfg) -> dict:
+    """The ``preprocessor_config.json`` of transformers' ``ViltImageProcessor`` that gives, for an
+    image of the model's square size, the pixels of ``data=vilt``
+    (:func:`uer.data.images.square_pixels`: bicubic, /255, mean = std = 0.5). ViLT's processor keeps
+    a non-square image's aspect ratio (and pads it with a pixel mask) where uer's collator resizes
+    it to the square: resize images to that size first for the same pixels. The size divisor is the
+    patch size, so the square size stays as it is."""
+    size = model_cfg.image_size
+    return {"image_processor_type": "ViltImageProcessor", "processor_class": "ViltProcessor", "do_resize": True,
+            "size": {"shortest_edge": size}, "size_divisor": model_cfg.patch_size, "resample": 3,
+            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [STANDARD_MEAN] * 3,
+            "image_std": [STANDARD_STD] * 3, "do_pad": True}
 
 
 FAMILY = Family(
@@ -84,4 +101,5 @@ FAMILY = Family(
     ),
     max_positions=lambda m: m.max_seq_length,
     input_names=("input_ids", "token_type_ids", "attention_mask"),
+    image_processor=image_processor,
 )
