@@ -1,5 +1,6 @@
-"""Fine-tune an image classifier from a pretrained encoder (ViT, BEiT; any patch-embedding model) or
-from random initialization, with few labels per class, and score it on held-out images.
+"""Fine-tune an image classifier from a pretrained encoder (ViT, BEiT, any patch-embedding model, or the
+image tower of a two-tower model such as CLIP) or from random initialization, with few labels per
+class, and score it on held-out images.
 
     python examples/image_classification/train.py trainer.init_from=<uer checkpoint or HF dir> [key=value ...]
     python examples/image_classification/train.py +model=beit_tiny        # the same model, random init
@@ -9,7 +10,8 @@ folder per label, or scikit-learn's digits). The test set is the rows pretrainin
 same seed and count (``data.eval_samples``, :func:`uer.data.loader.split_indices`), so a model
 pretrained on the rest never saw them; ``task.labels_per_class`` of the remaining images per class
 are the labelled training set and as many again the dev set (best checkpoint). The head is the
-``cls`` target on the [CLS] position; the body's weights come from the checkpoint (:func:`load_body`).
+``cls`` target on the [CLS] position; the body's weights come from the checkpoint (:func:`load_body`;
+of a two-tower checkpoint, its image stream: :func:`image_body`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from uer.preprocess.images import ImageProcessor
 
 from examples.features import Rows
@@ -69,13 +72,15 @@ def few_label_split(labels: np.ndarray, task: DictConfig) -> dict[str, np.ndarra
 
 def build(cfg: DictConfig, model_args: list[str], num_labels: int):
     """(model, resolved model config): the checkpoint ``trainer.init_from`` with a ``cls`` head on
-    its body, or the preset of ``+model=`` from random initialization (seeded by ``trainer.seed``)."""
+    its image body (:func:`image_body`), or the preset of ``+model=`` from random initialization
+    (seeded by ``trainer.seed``)."""
     allowed = DEFAULT_ALLOWED + tuple(cfg.trainer.get("allowed_targets") or ())
     overrides = [a.lstrip("+") for a in model_args if not a.lstrip("+").startswith(("model=", "model/"))]
-    pretrained = None
+    body = None
     if cfg.trainer.get("init_from"):
         pretrained = load_pretrained(cfg.trainer.init_from, allowed)
-        model_cfg = OmegaConf.create({"model": pretrained.config.model})
+        body, body_cfg = image_body(pretrained.model, pretrained.config.model)
+        model_cfg = OmegaConf.create({"model": body_cfg})
         model_cfg.model.target = target_config("cls")
         model_cfg.merge_with(OmegaConf.from_dotlist(overrides))
     elif any(a.startswith("+model=") for a in model_args):
@@ -86,9 +91,34 @@ def build(cfg: DictConfig, model_args: list[str], num_labels: int):
     model_cfg = resolve(model_cfg).model
     torch.manual_seed(cfg.trainer.seed)
     model = build_model(model_cfg, allowed)
-    if pretrained is not None:
-        load_body(model, pretrained.model, f"trainer.init_from={cfg.trainer.init_from}")
+    if body is not None:
+        load_body(model, body, f"trainer.init_from={cfg.trainer.init_from}")
     return model, model_cfg
+
+
+def image_body(model: nn.Module, model_cfg: DictConfig) -> tuple[nn.Module, DictConfig]:
+    """The image encoder of a checkpoint's ``model`` and its model config: the model itself for a
+    single-stream model (ViT, BEiT), else the image stream of a two-tower model (CLIP's vision tower:
+    the stream whose embedding has a ``patch`` part) as a single-stream model, i.e. that stream's
+    embedding and encoder (weights under ``embedding.``/``encoder.``) with ``dim``, ``image_size``,
+    ``patch_size`` and ``channels`` taken from its patch embedding.
+
+    Raises:
+        UerError: a two-tower model without an image stream.
+    """
+    if "first" not in model_cfg.encoder:
+        return model, model_cfg
+    streams = [s for s in ("first", "second") if "patch" in (model_cfg.embedding.get(s) or {}).get("parts", {})]
+    if not streams:
+        raise UerError("trainer.init_from: a two-tower model without an image stream (no patch embedding)")
+    stream = streams[0]
+    patch = model_cfg.embedding[stream].parts.patch
+    body_cfg = OmegaConf.create({k: v for k, v in model_cfg.items() if k not in ("embedding", "encoder")})
+    body_cfg.merge_with({"embedding": model_cfg.embedding[stream], "encoder": model_cfg.encoder[stream],
+                         "dim": patch.dim, "image_size": patch.image_size, "patch_size": patch.patch_size,
+                         "channels": patch.channels})
+    body = nn.ModuleDict({"embedding": getattr(model.embedding, stream), "encoder": getattr(model.encoder, stream)})
+    return body, body_cfg
 
 
 @torch.no_grad()
