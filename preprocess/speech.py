@@ -11,9 +11,9 @@ than one 25 ms analysis frame, fails the run naming the file. ``transcripts=fals
 pretraining) accepts manifests without transcripts and stores empty labels.
 
 Transcripts are tokenized without special tokens by ``tokenizer``: ``chars`` (the default for null),
-``bpe`` or ``wordpiece`` train one on the manifest's transcripts (`Tokenizer.train`, deterministic,
-cased; ``vocab_size`` entries for bpe/wordpiece; stored in the cache by
-`uer.preprocess.tokenizer_cache`, then saved with the dataset and every checkpoint as
+``sentencepiece`` (unigram, as S2T's recipes), ``bpe`` or ``wordpiece`` train one on the manifest's
+transcripts (`Tokenizer.train`, deterministic, cased; ``vocab_size`` entries but for chars; stored in
+the cache by `uer.preprocess.tokenizer_cache`, then saved with the dataset and every checkpoint as
 ``tokenizer/tokenizer.json``); any other value is a `Tokenizer.load` spec (a SentencePiece
 ``.model``, a checkpoint's ``tokenizer/`` directory, ...). A transcript longer than ``seq_length - 1``
 tokens (room for the end token a decoder predicts) fails the run naming the file: cutting a
@@ -47,7 +47,7 @@ from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 
 RECORDINGS_PER_SHARD = 64
-TRAINED_TOKENIZERS = ("chars", "bpe", "wordpiece")
+TRAINED_TOKENIZERS = ("chars", "sentencepiece", "bpe", "wordpiece")
 """``data.tokenizer`` values that train a tokenizer on the manifest's transcripts."""
 
 
@@ -55,7 +55,7 @@ TRAINED_TOKENIZERS = ("chars", "bpe", "wordpiece")
 class SpeechProcessor(Processor):
     """Options and plan shared by the speech processors (module docstring); a subclass defines the
     audio column through :meth:`audio_columns`. ``seq_length`` caps transcript tokens plus the end
-    token; ``vocab_size`` sizes a trained bpe/wordpiece tokenizer."""
+    token; ``vocab_size`` sizes a trained sentencepiece/bpe/wordpiece tokenizer."""
 
     vocab_size: int = 1000
     transcripts: bool = True
@@ -83,8 +83,8 @@ class SpeechProcessor(Processor):
         return self._pairs
 
     def tokenizer_spec(self) -> str | None:
-        """A cached directory for a tokenizer trained on the transcripts (``chars``/``bpe``/
-        ``wordpiece``, null = ``chars``), the configured spec otherwise; None (no tokenizer) for a
+        """A cached directory for a tokenizer trained on the transcripts (``chars``/``sentencepiece``/
+        ``bpe``/``wordpiece``, null = ``chars``), the configured spec otherwise; None (no tokenizer) for a
         trained kind when ``transcripts`` is false."""
         spec = self.tokenizer or self.default_tokenizer
         if spec not in TRAINED_TOKENIZERS:
@@ -168,7 +168,7 @@ def _one_thread():
 
 
 def _train(texts: list[str], kind: str, vocab_size: int) -> Tokenizer:
-    """A cased ``kind`` tokenizer (chars | bpe | wordpiece) trained on the transcripts ``texts``."""
+    """A cased ``kind`` tokenizer (one of `TRAINED_TOKENIZERS`) trained on the transcripts ``texts``."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "transcripts.txt"
         path.write_text("".join(text + "\n" for text in texts), encoding="utf-8")

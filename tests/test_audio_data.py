@@ -120,6 +120,17 @@ def test_char_tokenizer_round_trip(tmp_path):
     assert Tokenizer.load(tmp_path / "tok").fingerprint() == tokenizer.fingerprint()
 
 
+def test_sentencepiece_trained_on_transcripts(manifest):
+    options = options_from_config(shipped_data_config("speech", corpus=str(manifest), tokenizer="sentencepiece",
+                                                      vocab_size=40))
+    tokenizer = Tokenizer.load(options.tokenizer_spec())
+    assert [tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id] == [1, 2, 3]
+    assert tokenizer.vocab_size == 40 and options.tokenizer_spec() == options.tokenizer_spec()
+    for _, text in read_manifest(manifest):
+        ids = tokenizer.encode_batch([text])[0]
+        assert tokenizer.decode(ids) == text and tokenizer.unk_token_id not in ids
+
+
 def test_processor_rows_hold_features_waveforms_and_transcripts(manifest, waveforms):
     pairs = read_manifest(manifest)
     fbank, wave = (options_from_config(shipped_data_config(name, corpus=str(manifest), num_proc=1))

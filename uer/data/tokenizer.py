@@ -2,7 +2,8 @@
 
 Every vocabulary format a user may bring is imported into a `tokenizers` backend (`Tokenizer.load`,
 reading each format with `uer.data.tokenizer_formats`),
-and a new WordPiece, byte-level BPE or character vocabulary can be trained from a corpus (`Tokenizer.train`).
+and a new WordPiece, byte-level BPE, character or SentencePiece unigram vocabulary can be trained from a
+corpus (`Tokenizer.train`).
 Special tokens (roles cls, sep, mask, pad, unk, bos, eos) belong to each instance, never to globals.
 
 Builtin tokenizers ship as ``uer/data/default/<name>.json``; each is exactly what `train_tokenizer(name)`
@@ -43,6 +44,7 @@ from uer.data.tokenizer_formats import (
     read_json,
     read_sentencepiece,
     read_wordpiece_vocab,
+    train_sentencepiece,
 )
 from uer.errors import UerError
 
@@ -149,6 +151,8 @@ class Tokenizer:
         `lowercase` adds a Lowercase normalizer. kind="chars": one token per character seen (speech
         transcripts, as wav2vec 2.0's CTC vocabularies), <s> <pad> </s> <unk> at ids 0-3 and "|" (a space)
         at 4 (`uer.data.tokenizer_formats.char_pipeline`; `vocab_size` and `min_frequency` do not apply).
+        kind="sentencepiece": a SentencePiece unigram model as S2T's recipes train one
+        (`uer.data.tokenizer_formats.train_sentencepiece`; `min_frequency` does not apply).
         `vocab_size` counts the special tokens; pairs seen
         fewer than `min_frequency` times are not merged. Deterministic: the same files and arguments
         give an identical tokenizer.json. Raises `UerError` for a missing, unreadable, non-UTF-8 or
@@ -171,8 +175,12 @@ class Tokenizer:
         elif kind == "chars":
             alphabet = {c for batch in _corpus_batches(paths) for line in batch for c in line}
             backend = char_pipeline(sorted({c.lower() for c in alphabet} if lowercase else alphabet), lowercase)
+        elif kind == "sentencepiece":
+            backend, roles = train_sentencepiece(paths, vocab_size, lowercase)
+            return cls._finish(backend, paths[0], roles)
         else:
-            raise UerError(f"tokenizer training: unknown kind {kind!r}; expected 'wordpiece', 'bpe' or 'chars'")
+            raise UerError(f"tokenizer training: unknown kind {kind!r}; expected 'wordpiece', 'bpe', 'chars' or "
+                           "'sentencepiece'")
         return cls._finish(backend, paths[0])
 
     def save(self, directory: str | Path, model_max_length: int | None = None) -> None:

@@ -1,13 +1,16 @@
 """Reading the vocabulary formats users bring (tokenizer.json, WordPiece vocab.txt, byte-level BPE
-vocabulary + merges, SentencePiece models) into Hugging Face `tokenizers` backends, and the BERT and
-GPT-2 pipelines around a model. :class:`uer.data.tokenizer.Tokenizer` adds the roles of special tokens.
+vocabulary + merges, SentencePiece models) into Hugging Face `tokenizers` backends, the BERT, GPT-2 and
+character pipelines around a model, and SentencePiece training. :class:`uer.data.tokenizer.Tokenizer`
+adds the roles of special tokens.
 
 Every problem is a `UerError` naming the file (`fail`)."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+import sentencepiece
 import tokenizers
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 
@@ -105,6 +108,24 @@ def read_sentencepiece(path: Path) -> tuple[tokenizers.Tokenizer, dict[str, str]
                                 for p in pieces if p.type in (p.CONTROL, p.UNKNOWN)])
     ids = {"unk": spec.unk_id, "bos": spec.bos_id, "eos": spec.eos_id, "pad": spec.pad_id}
     return backend, {r: pieces[i].piece for r, i in ids.items() if 0 <= i < len(pieces)}
+
+
+def train_sentencepiece(paths: list[Path], vocab_size: int, lowercase: bool) -> tuple[tokenizers.Tokenizer, dict]:
+    """Train a SentencePiece unigram model (Kudo 2018) on text ``paths`` as fairseq's S2T recipes do
+    (character coverage 1.0; <s> <pad> </s> <unk> at ids 0-3; NFKC, case-folded when ``lowercase``;
+    at most ``vocab_size`` pieces, fewer when the text has fewer; one thread, so deterministic) and
+    convert it with :func:`read_sentencepiece`. Raises UerError when sentencepiece cannot train."""
+    with tempfile.TemporaryDirectory() as scratch:
+        prefix = Path(scratch) / "spm"
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                input=",".join(str(p) for p in paths), model_prefix=str(prefix), vocab_size=vocab_size,
+                model_type="unigram", character_coverage=1.0, bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+                normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc", hard_vocab_limit=False,
+                num_threads=1, minloglevel=2)
+        except RuntimeError as e:
+            raise UerError(f"tokenizer training: sentencepiece failed ({str(e).splitlines()[0]})") from None
+        return read_sentencepiece(prefix.with_suffix(".model"))
 
 
 def bert_pipeline(model, lowercase: bool) -> tokenizers.Tokenizer:
