@@ -1,10 +1,11 @@
-"""What every command shares: logging setup and turning a :class:`UerError` into one line on
-stderr and exit status 2."""
+"""What every command shares: logging setup, turning a :class:`UerError` into one line on stderr
+and exit status 2, and writing one output line per input."""
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from pathlib import Path
 
 from uer.errors import UerError
 
@@ -23,3 +24,19 @@ def run_command(job, argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def write_lines(lines: list[str], output: str | None) -> None:
+    """Write ``lines`` (one per input, newline-terminated) to the file ``output``, or stdout when None.
+
+    Raises:
+        UerError: ``output`` cannot be written (``--output FILE: cannot write (reason)``).
+    """
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UerError(f"--output {output}: cannot write ({e.strerror})") from None

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from uer.cli.common import run_command
+from uer.cli.common import run_command, write_lines
 from uer.errors import UerError
 
 DESCRIPTION = """Generates text with a uer checkpoint (or a Hugging Face model directory, converted on the
@@ -138,14 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             max_new_tokens=options.max_new_tokens, strategy=options.strategy, num_beams=options.num_beams,
             length_penalty=options.length_penalty, temperature=options.temperature, top_k=options.top_k,
             top_p=options.top_p, seed=options.seed, use_cache=not options.no_cache)
-        text = "".join(line + "\n" for line in outputs)
-        if options.output:
-            try:
-                Path(options.output).write_text(text, encoding="utf-8")
-            except OSError as e:
-                raise UerError(f"--output {options.output}: cannot write ({e.strerror})") from None
-        else:
-            sys.stdout.write(text)
+        write_lines(outputs, options.output)
         return 0
 
     return run_command(job, argv)

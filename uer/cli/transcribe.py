@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from uer.cli.common import run_command
+from uer.cli.common import run_command, write_lines
 from uer.errors import UerError
 
 DESCRIPTION = """Transcribes recordings (wav/flac/ogg, any sample rate, resampled to 16 kHz) with a uer
@@ -75,14 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         transcriber = Transcriber(options.checkpoint, options.allow_target, pick_device(options.device))
         lines = transcriber.transcribe(paths, beam=options.beam, batch_size=options.batch_size,
                                        max_new_tokens=options.max_new_tokens)
-        text = "".join(line + "\n" for line in lines)
-        if options.output:
-            try:
-                Path(options.output).write_text(text, encoding="utf-8")
-            except OSError as e:
-                raise UerError(f"--output {options.output}: cannot write ({e.strerror})") from None
-        else:
-            sys.stdout.write(text)
+        write_lines(lines, options.output)
         if expected is not None:
             import jiwer  # lazy: only --reference needs it
 
