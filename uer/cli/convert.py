@@ -6,6 +6,7 @@ import sys
 
 from uer.cli.common import run_command
 from uer.convert import convert, supported
+from uer.convert.peft import adapter_kind, export_peft, import_peft, merge
 
 DESCRIPTION = """Converts a Hugging Face model directory (config.json + model.safetensors or
 pytorch_model.bin + tokenizer files) into a uer checkpoint, or a uer checkpoint (config.yaml +
@@ -24,7 +25,15 @@ examples:
   uer-convert ./all-MiniLM-L6-v2 ./minilm-uer
   uer-pretrain +model=bert_base model.dim=384 model.num_layers=6 model.ffn_dim=1536 \\
       trainer.init_from=./minilm-uer data.corpus=my.txt
-  uer-convert outputs/bert_base/<run>/checkpoints/step_1000 ./my-bert-hf --arch BertForMaskedLM"""
+  uer-convert outputs/bert_base/<run>/checkpoints/step_1000 ./my-bert-hf --arch BertForMaskedLM
+
+LoRA adapters (model.adapters): a uer LoRA checkpoint converts to a PEFT adapter directory
+(adapter_config.json + adapter_model.safetensors) for peft.PeftModel.from_pretrained on the base
+exported by uer-convert; a PEFT adapter directory converts to a uer adapter-only checkpoint on --base;
+--merge-adapter folds the adapter into its base weights and writes a plain uer checkpoint:
+  uer-convert <run>/checkpoints/step_1000 ./my-lora-peft
+  uer-convert ./my-lora-peft ./my-lora-uer --base ./base-uer
+  uer-convert <run>/checkpoints/step_1000 ./merged-uer --merge-adapter"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,6 +48,10 @@ def parser() -> argparse.ArgumentParser:
                         "cls -> ViTForImageClassification, seq_cls / token_cls / span -> *ForSequenceClassification / "
                         "*ForTokenClassification / *ForQuestionAnswering), or the one to read when config.json names "
                         "none or several")
+    p.add_argument("--merge-adapter", action="store_true",
+                   help="SRC is a LoRA checkpoint: write it with the adapter merged into the base weights")
+    p.add_argument("--base", metavar="DIR", default=None,
+                   help="SRC is a PEFT adapter: the base model it adapts (default: its base_model_name_or_path)")
     return p
 
 
@@ -47,7 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def job(args):
         options = parser().parse_args(args)
-        convert(options.src, options.dst, options.arch)
+        kind = adapter_kind(options.src)
+        if options.merge_adapter:
+            merge(options.src, options.dst)
+        elif kind == "peft":
+            import_peft(options.src, options.dst, options.base)
+        elif kind == "lora":
+            export_peft(options.src, options.dst, options.arch)
+        else:
+            convert(options.src, options.dst, options.arch)
         return 0
 
     return run_command(job, argv)

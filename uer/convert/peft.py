@@ -34,7 +34,7 @@ from uer.errors import UerError
 from uer.layers.lora import ALL, LoRALinear
 from uer.models.adapter_checkpoint import ADAPTER_WEIGHTS, BASE_KEY, base_record, save_adapter
 from uer.models.adapters import add_lora, base_config, merge_adapters, units
-from uer.models.pretrained import save_pretrained
+from uer.models.pretrained import CONFIG, load_config, save_pretrained
 from uer.models.untrusted import load_json
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -259,3 +259,14 @@ def merge(src: str | Path, dst: str | Path) -> Path:
     with staged(Path(dst)) as out:
         save_pretrained(out, model, out_cfg, tokenizer)
     return Path(dst)
+
+
+def adapter_kind(src: str | Path) -> str | None:
+    """``"peft"`` for a PEFT adapter directory (adapter_config.json, no config.json), ``"lora"`` for a
+    uer checkpoint with ``model.adapters``, else None (a model directory ``uer-convert`` converts as usual)."""
+    src = Path(src)
+    if (src / ADAPTER_CONFIG).is_file() and not (src / "config.json").is_file():
+        return "peft"
+    if (src / CONFIG).is_file() and load_config(src).get("model", {}).get("adapters") is not None:
+        return "lora"
+    return None

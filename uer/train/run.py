@@ -198,8 +198,10 @@ def prepare(cfg: DictConfig) -> Trainer:
     if resume_from is None:  # parts fitted to the training data (MIM's image tokenizer), unless init_from fitted them
         fit_to_data(model, dataset, train_idx, collate, run_cfg.data.seed)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model %s: %.2fM parameters; data: %d training / %d held-out instances; output: %s",
-             run_cfg.model.name, n_params / 1e6, len(train_idx), len(eval_idx), t.output_dir)
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trained = f" ({n_trained / 1e6:.3f}M trained: model.adapters)" if n_trained < n_params else ""
+    log.info("model %s: %.2fM parameters%s; data: %d training / %d held-out instances; output: %s",
+             run_cfg.model.name, n_params / 1e6, trained, len(train_idx), len(eval_idx), t.output_dir)
     batch_size = run_cfg.data.batch_size
     # held-out rows unaugmented: a collator with augmentation (speech's SpecAugment) gives an evaluation() copy
     plain = collate.evaluation() if hasattr(collate, "evaluation") else collate
