@@ -15,12 +15,12 @@ and ``document_lengths`` (int32, the tokens of each document piece in the block,
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
-from typing import ClassVar, Iterable, Iterator
+from typing import ClassVar
 
 import pyarrow as pa
-
 from uer.preprocess.processor import TOKEN_IDS, TextProcessor, special_id
 
 

@@ -16,16 +16,17 @@ Row columns: ``input_ids``, ``labels`` (int32, -100 off the answers) and ``docum
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterable, Iterator
+from typing import ClassVar
 
 import pyarrow as pa
+from uer.preprocess.corpus import resolve_files
+from uer.preprocess.processor import TOKEN_IDS, Plan, Processor
 
 from uer.data.sft import encode_chat, record_messages
 from uer.errors import UerError
-from uer.preprocess.corpus import resolve_files
-from uer.preprocess.processor import TOKEN_IDS, Plan, Processor
 
 RECORDS_PER_SHARD = 2000
 """Conversations per shard (a worker's unit of work)."""

@@ -12,6 +12,8 @@ from checks import one_line_error
 from omegaconf import OmegaConf
 from tokenizers import AddedToken
 from transformers import PreTrainedTokenizerFast
+from uer.preprocess.build import build_dataset, dataset_key, load_dataset_dir
+from uer.preprocess.registry import options_from_config
 
 from examples import sft_accuracy, sft_mixture
 from uer.config import compose_config
@@ -20,8 +22,6 @@ from uer.data.collators import make_collator, shipped_data_config
 from uer.data.packing import PackedLm
 from uer.data.sft import encode_chat, record_messages
 from uer.data.tokenizer import Tokenizer
-from uer.preprocess.build import build_dataset, dataset_key, load_dataset_dir
-from uer.preprocess.registry import options_from_config
 from uer.train.run import pretrain
 
 CHATML = (  # ChatML with transformers' assistant marker, and a check that uses raise_exception

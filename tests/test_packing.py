@@ -4,13 +4,15 @@ the model keeps the documents of a block apart (block-diagonal causal mask, posi
 a packed document's logits, loss and gradients are those of the document alone."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import transformers
 from checks import assert_parity
 from convert_cases import load_uer
 from omegaconf import OmegaConf
+from uer.preprocess.build import build_dataset, load_dataset_dir
+from uer.preprocess.llm_pretrain import pack_documents
+from uer.preprocess.registry import options_from_config
 
 from uer.config import compose_config, resolve
 from uer.convert import convert
@@ -19,9 +21,6 @@ from uer.data.packing import PackedLm
 from uer.data.tokenizer import Tokenizer
 from uer.layers.attention import attention_mask, packed_documents
 from uer.models.build import build_model
-from uer.preprocess.build import build_dataset, load_dataset_dir
-from uer.preprocess.llm_pretrain import pack_documents
-from uer.preprocess.registry import options_from_config
 
 TINY = ["model.dim=24", "model.num_heads=4", "model.num_layers=2", "model.ffn_dim=40", "model.vocab_size=53",
         "model.dropout=0.0"]

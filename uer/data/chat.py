@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 from datetime import datetime
+from typing import ClassVar
 
 import jinja2
 from jinja2 import nodes
@@ -51,7 +52,7 @@ class _Generation(Extension):
     """``{% generation %}...{% endgeneration %}``: renders its body (transformers marks assistant
     text with it for ``return_assistant_tokens_mask``; here :func:`assistant_spans` finds it)."""
 
-    tags = {"generation"}
+    tags: ClassVar[set[str]] = {"generation"}
 
     def parse(self, parser) -> list[nodes.Node]:
         next(parser.stream)

@@ -54,12 +54,12 @@ class PackedLm:
 
     Raises:
         UerError: the tokenizer has neither a pad nor an eos token.
-        ValueError: ``document_mask`` is not a bool.
+        TypeError: ``document_mask`` is not a bool.
     """
 
     def __init__(self, tokenizer, document_mask: bool = True):
         if not isinstance(document_mask, bool):
-            raise ValueError(f"data.document_mask: must be true or false, got {document_mask!r}")
+            raise TypeError(f"data.document_mask: must be true or false, got {document_mask!r}")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.pad_id is None:
             raise UerError("data.tokenizer: packed LM data needs a pad or eos token")
