@@ -51,7 +51,7 @@ def test_preset_builds_at_full_size(preset):
             "CausalLmProcessor": {"lm"}, "ImageProcessor": {"cls"}, "SpanCorruptionProcessor": {"lm"},
             "SentenceBlocksProcessor": {"lm"}, "ParallelProcessor": {"lm"},
             "PrefixLmProcessor": {"lm"}, "MaskedImages": {"mim"}, "ImageTextProcessor": {"clr"},
-            "Wav2Vec2Frames": {"wav2vec2"}, "WaveformProcessor": {"ctc"}}[processor] == targets
+            "Wav2Vec2Frames": {"wav2vec2"}, "WaveformProcessor": {"ctc"}, "FbankProcessor": {"lm"}}[processor] == targets
 
 
 @pytest.mark.parametrize("group,option", [
@@ -82,6 +82,8 @@ def test_every_model_part_composes_and_builds(part):
             overrides = sized("clip_tiny")
         if option in ("waveform", "wav2vec2", "ctc"):  # wav2vec 2.0's parts read its conv and codebook sizes
             overrides = sized("wav2vec2_tiny") + [f"model/{part}={option}"]
+        if option == "speech":  # S2T's subsampler reads its filter-bank and conv sizes
+            overrides = sized("s2t_tiny")
         if option in ("dual_text", "dual", "cosine"):  # two-tower parts go together
             overrides = sized("bert_tiny") + ["model/embedding=dual_text", "model/encoder=dual", "model/target=cosine"]
         cfg = resolve(compose_config(overrides))
