@@ -15,7 +15,9 @@ model's own or tied to the word table (``tie_word_embeddings``): one :class:`Hea
 files with ``rope_theta``/``rope_scaling`` are read the same way) maps onto the rotary part's
 ``base``, ``scaling`` (``llama3``) and its options: every one of those keys writes the whole dict.
 
-H (LoRA/PEFT) reads the tensor names from :data:`LLAMA` (``engine.rules_for``).
+The uer <-> Hugging Face names of a model come from ``engine.rules_for(family, head,
+engine.num_layers(model_cfg))`` (what the PEFT export maps LoRA modules with); a fused q/k/v rule's
+split needs the model's sizes: ``rule.transform.bound(model, rule.uer).to_hf(tensor)``.
 """
 from __future__ import annotations
 
