@@ -38,7 +38,7 @@ class SpeechEmbedding(nn.Module):
         field: batch key of the features.
 
     Raises:
-        ValueError: no kernel, an even kernel or an odd ``conv_channels``; (in forward) ``x`` is
+        ValueError: no kernel, an even kernel, an odd or non-positive ``conv_channels``; (in forward) ``x`` is
             given (this part starts the sequence) or the features have another number of bins.
     """
 
@@ -48,8 +48,8 @@ class SpeechEmbedding(nn.Module):
         kernel_sizes = list(kernel_sizes)
         if not kernel_sizes or any(k % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"kernel_sizes {kernel_sizes}: give at least one, each odd")
-        if conv_channels % 2:
-            raise ValueError(f"conv_channels {conv_channels} must be even (the GLU halves it)")
+        if conv_channels < 2 or conv_channels % 2:
+            raise ValueError(f"conv_channels {conv_channels} must be even and >= 2 (the GLU halves it)")
         last = len(kernel_sizes) - 1
         self.conv = nn.ModuleList(
             nn.Conv1d(input_dim if i == 0 else conv_channels // 2, 2 * dim if i == last else conv_channels,
