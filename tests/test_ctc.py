@@ -82,11 +82,11 @@ def test_loss_per_utterance_frames_from_the_sample_mask():
 
 
 def test_too_short_utterances_and_bad_labels():
-    target = CtcTarget(dim=4, vocab_size=5, zero_infinity=True).eval()
+    target = CtcTarget(dim=4, vocab_size=5, conv_kernel=KERNELS, conv_stride=STRIDES, zero_infinity=True).eval()
     hidden = torch.randn(1, 2, 4)
     out = target(hidden, {"labels": torch.tensor([[1, 2, 3]])})  # 3 labels cannot fit 2 frames
     assert out.terms["ctc"].loss_sum.item() == 0
     with pytest.raises(ValueError, match="outside the vocabulary"):
         target(hidden, {"labels": torch.tensor([[5]])})
     with pytest.raises(ValueError, match="reduction"):
-        CtcTarget(dim=4, vocab_size=5, reduction="none")
+        CtcTarget(dim=4, vocab_size=5, conv_kernel=KERNELS, conv_stride=STRIDES, reduction="none")

@@ -132,6 +132,9 @@ class FeatureProjection(nn.Module):
         dim: D. norm_eps: of the LayerNorm. dropout: after the projection.
         mask_embedding: hold the mask vector (Hugging Face creates it when ``mask_time_prob`` or
             ``mask_feature_prob`` > 0).
+
+    Raises:
+        ValueError: (in forward) ``mask_time_indices`` in the batch without ``mask_embedding``.
     """
 
     def __init__(self, conv_dim: list[int], dim: int, norm_eps: float = 1e-5, dropout: float = 0.0,
@@ -158,6 +161,9 @@ class FeatureProjection(nn.Module):
         batch[EXTRACT_FEATURES] = normed
         x = self.dropout(self.linear(normed))
         masked = batch.get(MASK_FIELD)
-        if masked is not None and self.masked_spec_embed is not None:
+        if masked is not None:
+            if self.masked_spec_embed is None:
+                raise ValueError(f"the batch has {MASK_FIELD} but the feature projection has no mask vector "
+                                 "(mask_embedding: false)")
             x = torch.where(masked.bool()[..., None], self.masked_spec_embed.to(x.dtype), x)
         return x, mask

@@ -86,8 +86,8 @@ def ctc_beam_decode(logits: torch.Tensor, lengths: torch.Tensor | None = None, b
     differ from greedy decoding, which scores single paths; a wide beam finds the most probable
     labelling more often.
 
-    Per frame only the ``beam_size + 1`` most likely tokens extend a prefix (the blank is always a
-    candidate when among them), which bounds the work at O(T · beam_size²) per utterance.
+    Per frame only the ``beam_size + 1`` most likely tokens (blank included) extend the prefixes,
+    which bounds the work at O(T · beam_size²) per utterance.
 
     Args:
         logits: (B, T, V) frame logits (normalized here with log-softmax in float32).

@@ -33,8 +33,8 @@ class CtcTarget(nn.Module):
 
     Args:
         dim: D. vocab_size: V, the blank included.
-        blank_id: the blank's id; Hugging Face uses the pad token (``pad_token_id``).
         conv_kernel, conv_stride: of the waveform feature encoder (lists), for the frame counts.
+        blank_id: the blank's id; Hugging Face uses the pad token (``pad_token_id``).
         reduction: one of :data:`REDUCTIONS`.
         zero_infinity: zero the loss (and gradient) of utterances too short for their labels.
         dropout: on the hidden states before the head (``final_dropout``).
@@ -43,9 +43,8 @@ class CtcTarget(nn.Module):
         ValueError: unknown ``reduction``, ``blank_id`` outside [0, V); (in forward) a label >= V.
     """
 
-    def __init__(self, dim: int, vocab_size: int, blank_id: int = 0, conv_kernel: list[int] | None = None,
-                 conv_stride: list[int] | None = None, reduction: str = "mean", zero_infinity: bool = False,
-                 dropout: float = 0.0):
+    def __init__(self, dim: int, vocab_size: int, conv_kernel: list[int], conv_stride: list[int], blank_id: int = 0,
+                 reduction: str = "mean", zero_infinity: bool = False, dropout: float = 0.0):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown CTC reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
@@ -54,7 +53,7 @@ class CtcTarget(nn.Module):
         self.dropout = Dropout(dropout)
         self.lm_head = nn.Linear(dim, vocab_size)
         self.blank_id, self.reduction, self.zero_infinity = blank_id, reduction, zero_infinity
-        self.kernels, self.strides = list(conv_kernel or []), list(conv_stride or [])
+        self.kernels, self.strides = list(conv_kernel), list(conv_stride)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T', D) -> (B, T', V)."""
