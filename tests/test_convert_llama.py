@@ -186,7 +186,8 @@ def chat_tokenizer(kind: str):
     return transformers.PreTrainedTokenizerFast(tokenizer_object=trained._tokenizer, chat_template=template, **roles)
 
 
-@pytest.mark.parametrize("kind", ["sentencepiece", pytest.param("byte_level", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sentencepiece", "byte_level"])
 def test_tokenizers_and_chat_templates_round_trip(converted, kind, tmp_path, capsys):
     from uer.convert import load_pretrained
     from uer.data.chat import render_chat
