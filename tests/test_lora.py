@@ -37,16 +37,17 @@ adapter to move the logits."""
 
 @functools.cache
 def composed(*adapters: str):
-    return resolve(compose_config([*TINY, *adapters])).model
+    return resolve(compose_config([*TINY, *adapters, "model.vocab_size=99"])).model
 
 
 def tiny(*adapters: str, **changes):
-    """The resolved tiny GPT-2 config (with ``adapters`` overrides, and ``model.adapters`` ``changes``)."""
+    """The resolved tiny GPT-2 config with 99 tokens (with ``adapters`` overrides, and ``model.adapters``
+    ``changes``)."""
     return OmegaConf.merge(composed(*adapters), OmegaConf.create({"adapters": changes}) if changes else {})
 
 
 def lm_batch() -> dict[str, torch.Tensor]:
-    ids = torch.randint(5, 8000, (2, 12), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(5, 99, (2, 12), generator=torch.Generator().manual_seed(0))
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
 
 
@@ -134,7 +135,7 @@ def run_args(corpus: Path, base: Path, out: Path, steps: int, *extra: str) -> li
 def base(tmp_path_factory) -> Path:
     """A random tiny GPT-2 checkpoint (the vocabulary of the corpus's trained tokenizer)."""
     torch.manual_seed(1)
-    cfg = tiny()
+    cfg = resolve(compose_config(TINY)).model
     path = tmp_path_factory.mktemp("base") / "base"
     save_pretrained(path, build_model(cfg), OmegaConf.create({"model": cfg}))
     return path

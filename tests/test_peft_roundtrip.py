@@ -1,5 +1,6 @@
 """LoRA adapters in PEFT's format: ``peft.PeftModel.from_pretrained`` on the exported base gives the
-uer adapter model's logits (fused qkv split into q/v adapters for BERT, GPT-2's fused ``c_attn``),
+uer adapter model's logits (fused qkv split into q_proj/v_proj adapters for Llama with grouped-query
+attention and query/value for BERT; GPT-2's fused ``c_attn``),
 and a PEFT adapter imports back into uer with the same logits."""
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ transformers = pytest.importorskip("transformers")
 
 SIZES = ["model.vocab_size=99", "model.dim=36", "model.num_heads=4", "model.ffn_dim=52", "model.num_layers=2",
          "model.max_seq_length=40"]
-CASES = {"gpt2": ["+model=gpt2_tiny", *SIZES], "bert": ["+model=bert_base", "model/target=mlm", *SIZES]}
+CASES = {"gpt2": ["+model=gpt2_tiny", *SIZES], "bert": ["+model=bert_base", "model/target=mlm", *SIZES],
+         "llama": ["+model=llama_tiny", *SIZES[:1], "model.dim=48", "model.num_heads=6", *SIZES[3:],
+                   "model.encoder.attention.num_kv_heads=2"]}  # grouped-query: q 48 rows, k and v 16
 
 
 def lora_checkpoint(tmp_path, family: str, lora: dict):
@@ -75,8 +78,13 @@ def hf_logits(model, b) -> torch.Tensor:
     return logits[:, :-1][labels[:, 1:] != -100] if "token_type_ids" not in b else logits[labels != -100]
 
 
+LLAMA_ALL = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+
+
 @pytest.mark.parametrize(("family", "target", "hf_modules"), [
-    ("bert", ["q", "v"], ["query", "value"]),
+    ("llama", ["q", "v"], ["q_proj", "v_proj"]),
+    pytest.param("llama", "all-linear", LLAMA_ALL, marks=pytest.mark.slow),
+    pytest.param("bert", ["q", "v"], ["query", "value"], marks=pytest.mark.slow),
     pytest.param("gpt2", ["qkv", "o"], ["attn.c_proj", "c_attn"], marks=pytest.mark.slow),
     pytest.param("gpt2", ["q", "v", "down"], ["c_attn", "mlp.c_proj"], marks=pytest.mark.slow),  # slices of c_attn
 ])
@@ -86,7 +94,7 @@ def test_peft_loads_the_export_with_equal_logits(tmp_path, family, target, hf_mo
     export_peft(adapter_dir, tmp_path / "peft")
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["target_modules"] == hf_modules
-    hf = transformers.AutoModelForCausalLM if family == "gpt2" else transformers.AutoModelForMaskedLM
+    hf = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
     reference = peft.PeftModel.from_pretrained(hf.from_pretrained(tmp_path / "hf"), tmp_path / "peft").eval()
     b = batch(family)
     expected = uer_logits(model, b)
@@ -114,3 +122,22 @@ def test_a_changed_base_is_refused(tmp_path):
     other = resolve(compose_config(CASES["gpt2"]))
     save_pretrained(base_dir, build_model(other.model), OmegaConf.create({"model": other.model}))
     one_line_error(lambda: load_pretrained(adapter_dir), "differs from the one the adapter was trained on")
+
+
+@pytest.mark.slow
+def test_an_adapter_peft_made_imports_with_equal_logits(tmp_path):
+    """An adapter peft itself created and saved (rsLoRA, a per-module alpha) on the exported Llama."""
+    base_dir, _, _ = lora_checkpoint(tmp_path, "llama", {"r": 2, "alpha": 4})
+    uer_to_hf(base_dir, tmp_path / "hf")
+    config = peft.LoraConfig(r=4, lora_alpha=6, target_modules=["q_proj", "v_proj", "down_proj"], use_rslora=True,
+                             alpha_pattern={"down_proj": 3})
+    torch.manual_seed(2)
+    reference = peft.get_peft_model(transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf"), config)
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    reference.save_pretrained(tmp_path / "peft")
+    import_peft(tmp_path / "peft", tmp_path / "uer", base=base_dir)
+    b = batch("llama")
+    assert_parity(uer_logits(load_pretrained(tmp_path / "uer").model, b), hf_logits(reference.eval(), b))

@@ -49,18 +49,19 @@ def _rules(model_cfg, architecture: str | None, recorded: str | None):
     return family, head, rules
 
 
-def _rows(rule: Rule):
-    """The transform B's rows (output features) take: the rule's, except that a ``Conv1D`` keeps
-    ``nn.Linear``'s LoRA layout (PEFT's ``fan_in_fan_out`` only affects merging)."""
-    return IDENTITY if isinstance(rule.transform, Transpose) else rule.transform
+def _rows(rule: Rule, model: torch.nn.Module):
+    """The transform B's rows (output features) take: the rule's (bound to ``model``'s sizes, as a
+    grouped-query q/k/v split needs), except that a ``Conv1D`` keeps ``nn.Linear``'s LoRA layout
+    (PEFT's ``fan_in_fan_out`` only affects merging)."""
+    return IDENTITY if isinstance(rule.transform, Transpose) else rule.transform.bound(model, rule.uer)
 
 
-def _covered(rule: Rule, out: int, span: tuple[int, int]) -> list[bool]:
+def _covered(rule: Rule, model: torch.nn.Module, out: int, span: tuple[int, int]) -> list[bool]:
     """Which HF tensors of ``rule`` hold any of the uer rows ``span`` (of ``out``). A tensor holding
     only some gets B with zero rows elsewhere: still exactly the uer update."""
     mark = torch.zeros(out, 1)
     mark[span[0]:span[1]] = 1
-    return [bool(p.sum()) for p in _rows(rule).to_hf(mark)]
+    return [bool(p.sum()) for p in _rows(rule, model).to_hf(mark)]
 
 
 def _suffixes(adapted: set[str], candidates: set[str]) -> list[str]:
@@ -100,8 +101,8 @@ def to_peft(model: torch.nn.Module, model_cfg, architecture: str | None = None, 
         for slice_name, span in module.slices.items():
             full = module.lora_B[slice_name].new_zeros(module.out_features, module.r)
             full[span[0]:span[1]] = module.lora_B[slice_name].detach()
-            covered = _covered(rule, module.out_features, span)
-            for hf, b, used in zip(rule.hf, _rows(rule).to_hf(full), covered, strict=True):
+            covered = _covered(rule, model, module.out_features, span)
+            for hf, b, used in zip(rule.hf, _rows(rule, model).to_hf(full), covered, strict=True):
                 if used:
                     pairs.setdefault(hf.removesuffix(".weight"), []).append((module.lora_A[slice_name].detach(), b))
     first = next(iter(lora.values()))
@@ -227,15 +228,15 @@ def _uer_factors(tensors, rules, model, config, r, src):
         ours = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)  # uer's, at rank r
         a = torch.cat([a, a.new_zeros(r - rank, a.shape[1])])
         b = torch.cat([b * (own / ours) if own != ours else b, b.new_zeros(b.shape[0], r - rank)], dim=1)
-        sizes = _rows(rule).to_hf(torch.zeros(module.out_features, 1))
+        sizes = _rows(rule, model).to_hf(torch.zeros(module.out_features, 1))
         parts = [b if j == i else torch.zeros(p.shape[0], r, dtype=b.dtype) for j, p in enumerate(sizes)]
         marks = [torch.full((p.shape[0], 1), float(j == i)) for j, p in enumerate(sizes)]
-        rows = _rows(rule).to_uer(marks)[:, 0].nonzero()[:, 0]
+        rows = _rows(rule, model).to_uer(marks)[:, 0].nonzero()[:, 0]
         span = (int(rows.min()), int(rows.max()) + 1)
         slice_name = ALL if span == (0, module.out_features) else spans.get((uer, span))
         if slice_name is None or len(rows) != span[1] - span[0]:
             raise UerError(f"{src}: LoRA on {hf} covers rows of {uer} that are no q, k or v slice")
-        found.setdefault(uer, {})[slice_name] = (span, a, _rows(rule).to_uer(parts)[span[0]:span[1]])
+        found.setdefault(uer, {})[slice_name] = (span, a, _rows(rule, model).to_uer(parts)[span[0]:span[1]])
     if not found:
         raise UerError(f"{src / ADAPTER_WEIGHTS}: no LoRA tensors (*.lora_A.weight)")
     return found
