@@ -44,8 +44,8 @@ def test_unsupported_architecture_and_model_type(hf_dir, tmp_path):
     fails(hf_dir, tmp_path / "out", "BertForMultipleChoice is not supported.*BertForMaskedLM")
     edit_config(hf_dir, architectures=[])
     fails(hf_dir, tmp_path / "out", "--arch")
-    edit_config(hf_dir, model_type="llama")
-    fails(hf_dir, tmp_path / "out", "model_type 'llama' is not supported; supported: bert, roberta")
+    edit_config(hf_dir, model_type="mixtral")
+    fails(hf_dir, tmp_path / "out", "model_type 'mixtral' is not supported; supported: bert, roberta")
 
 
 def test_directory_without_weights(hf_dir, tmp_path):
