@@ -2,7 +2,7 @@
 parameters train; q/v slices of the fused qkv are exactly LoRA on separate q and v projections;
 merging keeps the outputs; bad adapter configs fail in one line; ``uer-pretrain +model/adapters=lora``
 trains the adapter alone, writes adapter-only checkpoints that name their base, resumes exactly and
-runs under DDP."""
+trains under DDP and FSDP2 as in one process."""
 from __future__ import annotations
 
 import functools
@@ -159,14 +159,16 @@ def test_command_line_trains_the_adapter_and_resumes_exactly(base, small_corpus,
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.slow  # two processes under uer-torchrun
-def test_ddp_trains_the_adapter_as_one_process(base, small_corpus, tmp_path):
-    exact = ["optim=sgd", "optim.lr=0.5", "optim.momentum=0", "scheduler=constant",
-             "scheduler.warmup_steps=0"]
+@pytest.mark.slow  # two processes under uer-torchrun, twice
+def test_ddp_and_fsdp2_train_the_adapter_as_one_process(base, small_corpus, tmp_path):
+    exact = ["optim=sgd", "optim.lr=0.5", "optim.momentum=0", "scheduler=constant", "scheduler.warmup_steps=0"]
     pretrain(compose_config(run_args(small_corpus, base, tmp_path / "one", 3, *exact)))
-    done = torchrun(Path(os.environ["UER_CACHE"]),
-                    *run_args(small_corpus, base, tmp_path / "two", 3, *exact, "data.batch_size=4"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    one, two = (load_file(list_checkpoints(tmp_path / r)[-1] / "adapter_model.safetensors") for r in ("one", "two"))
-    for key, value in one.items():
-        torch.testing.assert_close(two[key], value, atol=1e-5, rtol=1e-4, msg=key)
+    one = load_file(list_checkpoints(tmp_path / "one")[-1] / "adapter_model.safetensors")
+    for strategy in ("ddp", "fsdp2"):
+        done = torchrun(Path(os.environ["UER_CACHE"]), *run_args(small_corpus, base, tmp_path / strategy, 3, *exact,
+                                                                  "data.batch_size=4", f"trainer.strategy={strategy}"))
+        assert done.returncode == 0, done.stderr[-3000:]
+        two = load_file(list_checkpoints(tmp_path / strategy)[-1] / "adapter_model.safetensors")
+        assert two.keys() == one.keys()
+        for key, value in one.items():
+            torch.testing.assert_close(two[key], value, atol=1e-5, rtol=1e-4, msg=f"{strategy}: {key}")
