@@ -90,9 +90,10 @@ def test_every_preset_trains_at_tiny_size_and_its_loss_falls(preset, small_corpu
     assert list((tmp_path / "run" / "tensorboard").iterdir())
 
 
-SPEECH_PRESETS = {"s2t_tiny": (20, 8, "3e-3")}
+SPEECH_PRESETS = {"s2t_tiny": (20, 8, "3e-3"), "wav2vec2_tiny": (30, 8, "3e-3"), "ctc_tiny": (20, 8, "3e-3")}
 """Speech presets trained in the slow suite (steps, batch size, learning rate): a 20-step run on 16
-recordings of 1.3-2 s costs ~10 s, too much for the quick suite."""
+recordings of 1.3-2 s costs ~10 s, too much for the quick suite (the waveform presets more: 84 s for
+ctc_tiny and 126 s for wav2vec2_tiny's 30 steps on a machine at load 10 with 2 cores)."""
 
 
 @pytest.fixture
