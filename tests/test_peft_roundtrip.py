@@ -11,10 +11,11 @@ import torch
 from checks import assert_parity, one_line_error
 from omegaconf import OmegaConf
 
+from uer.cli.convert import main as convert_main
 from uer.config import compose_config, resolve
 from uer.convert import uer_to_hf
 from uer.convert.load import load_pretrained
-from uer.convert.peft import export_peft, import_peft, merge
+from uer.convert.peft import export_peft, import_peft
 from uer.models.adapter_checkpoint import BASE_KEY, base_record, save_adapter
 from uer.models.adapters import load_base
 from uer.models.build import build_model
@@ -107,13 +108,22 @@ def test_peft_loads_the_export_with_equal_logits(tmp_path, family, target, hf_mo
 
 
 @pytest.mark.slow
-def test_merged_checkpoint_has_the_adapter_models_logits(tmp_path):
-    _base_dir, adapter_dir, model = lora_checkpoint(tmp_path, "gpt2", {"r": 2, "alpha": 4, "target": "all-linear"})
-    merge(adapter_dir, tmp_path / "merged")
-    merged = load_pretrained(tmp_path / "merged")
-    assert "adapters" not in merged.config.model
+def test_command_line_exports_imports_and_merges(tmp_path, capsys):
+    base_dir, adapter_dir, model = lora_checkpoint(tmp_path, "gpt2", {"r": 2, "alpha": 4, "target": "all-linear"})
     b = batch("gpt2")
+    assert convert_main([str(adapter_dir), str(tmp_path / "peft")]) == 0
+    assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["target_modules"] == \
+        ["c_attn", "c_fc", "c_proj"]  # both c_proj modules: the short name names exactly them
+    assert convert_main([str(tmp_path / "peft"), str(tmp_path / "back")]) == 0  # base: base_model_name_or_path
+    assert_parity(uer_logits(load_pretrained(tmp_path / "back").model, b), uer_logits(model, b))
+    assert convert_main([str(adapter_dir), str(tmp_path / "merged"), "--merge-adapter"]) == 0
+    merged = load_pretrained(tmp_path / "merged")
+    assert "adapters" not in merged.config.model and BASE_KEY not in merged.config
     assert_parity(uer_logits(merged.model, b), uer_logits(model, b))
+    capsys.readouterr()
+    assert convert_main([str(base_dir), str(tmp_path / "x"), "--merge-adapter"]) == 2
+    assert capsys.readouterr().err.strip().endswith("has no LoRA adapters (model.adapters) to merge")
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_changed_base_is_refused(tmp_path):
