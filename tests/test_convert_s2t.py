@@ -4,7 +4,10 @@ beam ``generate`` tokens, and bit-identical round trips in both directions that 
 ``AutoModelForSpeechSeq2Seq`` and ``AutoFeatureExtractor``."""
 from __future__ import annotations
 
+import json
+
 import pytest
+import sentencepiece
 import torch
 import transformers
 from checks import assert_parity
@@ -14,6 +17,7 @@ from tokenizers import models, pre_tokenizers
 
 from uer.config import compose_config, resolve
 from uer.convert import convert, engine
+from uer.convert.files import read_hf_tokenizer
 from uer.convert.s2t import FAMILY
 from uer.data.tokenizer import Tokenizer
 from uer.generation.generate import generate
@@ -162,3 +166,24 @@ def test_uer_hf_uer_keeps_label_smoothing_and_computes_the_same(tmp_path):
     convert(tmp_path / "hf", tmp_path / "back")
     same_tensors(tmp_path / "uer" / "model.safetensors", tmp_path / "back" / "model.safetensors")
     assert load_config(tmp_path / "back").model == load_config(tmp_path / "uer").model
+
+
+def test_a_speech2text_tokenizer_directory_reads_with_transformers_ids(tmp_path):
+    """Published S2T directories hold Speech2TextTokenizer's files (sentencepiece.bpe.model and a
+    vocab.json numbering its pieces as fairseq's S2T recipes train them), no tokenizer.json."""
+    lines = ["in the beginning god created the heaven and the earth", "and the earth was without form and void"]
+    (tmp_path / "text.txt").write_text("\n".join(lines * 20) + "\n")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(tmp_path / "text.txt"), model_prefix=str(tmp_path / "spm"), vocab_size=28, model_type="unigram",
+        bos_id=0, pad_id=1, eos_id=2, unk_id=3, character_coverage=1.0, minloglevel=2)
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "spm.model"))
+    vocab = {pieces.id_to_piece(i): i for i in range(pieces.get_piece_size())}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    reference = transformers.Speech2TextTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "spm.model"))
+    reference.save_pretrained(tmp_path / "hf")
+    ours = read_hf_tokenizer(tmp_path / "hf")
+    for text in [*lines, "the void quux"]:
+        ids = reference(text)["input_ids"]
+        assert ours.encode_batch([text])[0] + [ours.eos_token_id] == ids
+        assert ours.decode(ids, skip_special_tokens=True) == reference.decode(ids, skip_special_tokens=True)
+    assert (ours.bos_token_id, ours.pad_token_id, ours.eos_token_id) == (0, PAD, EOS)

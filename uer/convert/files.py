@@ -72,8 +72,9 @@ def read_hf_weights(src: Path) -> dict[str, torch.Tensor]:
 
 def read_hf_tokenizer(src: Path):
     """The tokenizer of a Hugging Face model directory as a :class:`uer.data.tokenizer.Tokenizer`:
-    ``tokenizer.json``, else ``vocab.json`` + ``merges.txt``, ``vocab.txt`` or a SentencePiece
-    ``spiece.model`` / ``sentencepiece.bpe.model``; None when the directory has none of them.
+    ``tokenizer.json``, else a SentencePiece ``spiece.model`` / ``sentencepiece.bpe.model`` (a
+    ``vocab.json`` beside it, Speech2TextTokenizer's, numbers the pieces as the model does), else
+    ``vocab.json`` + ``merges.txt`` or ``vocab.txt``; None when the directory has none of them.
 
     Raises:
         UerError: a tokenizer file that cannot be read.
@@ -81,7 +82,7 @@ def read_hf_tokenizer(src: Path):
     src = Path(src)
     if (src / "tokenizer.json").is_file():
         return Tokenizer.load(src)
-    for name in ("vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model"):
+    for name in ("spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt"):
         if (src / name).is_file():
             return Tokenizer.load(src / name)
     return None
