@@ -39,13 +39,15 @@ class GumbelQuantizer(nn.Module):
             start; after 10,000 updates the schedule is still at 1.90).
 
     Raises:
-        ValueError: E not divisible by G.
+        ValueError: E not divisible by G, or τ <= 0.
     """
 
     def __init__(self, in_dim: int, groups: int = 2, entries: int = 320, dim: int = 256, temperature: float = 2.0):
         super().__init__()
         if dim % groups:
             raise ValueError(f"codevector_dim {dim} is not divisible by num_codevector_groups {groups}")
+        if not temperature > 0:
+            raise ValueError(f"the Gumbel-softmax temperature must be > 0, got {temperature}")
         self.groups, self.entries, self.temperature = groups, entries, temperature
         self.codevectors = nn.Parameter(torch.empty(1, groups * entries, dim // groups))
         self.weight_proj = nn.Linear(in_dim, groups * entries)
@@ -104,6 +106,9 @@ class Wav2Vec2Target(nn.Module):
         num_groups (G), num_entries (V), codevector_dim (E), temperature: of the quantizer. proj_dim: P (``proj_codevector_dim``).
         logit_temperature: κ (0.1). diversity_weight: α (0.1). feature_dropout: on the latent
             features before quantization (``feat_quantizer_dropout``).
+
+    Raises:
+        ValueError: κ <= 0, α < 0, or a bad quantizer setting (:class:`GumbelQuantizer`).
     """
 
     def __init__(self, dim: int, conv_dim: list[int], num_groups: int = 2, num_entries: int = 320,
@@ -111,6 +116,9 @@ class Wav2Vec2Target(nn.Module):
                  proj_dim: int = 256, temperature: float = 2.0, logit_temperature: float = 0.1,
                  diversity_weight: float = 0.1, feature_dropout: float = 0.0):
         super().__init__()
+        if not logit_temperature > 0 or not diversity_weight >= 0:
+            raise ValueError(f"contrastive temperature {logit_temperature} must be > 0 and diversity weight "
+                             f"{diversity_weight} >= 0")
         self.dropout_features = Dropout(feature_dropout)
         self.quantizer = GumbelQuantizer(conv_dim[-1], num_groups, num_entries, codevector_dim, temperature)
         self.project_hid = nn.Linear(dim, proj_dim)
