@@ -21,9 +21,10 @@ from test_distributed import torchrun
 from uer.config import compose_config, resolve
 from uer.convert.load import load_pretrained
 from uer.layers.lora import LoRALinear
+from uer.models.adapter_checkpoint import BASE_KEY
 from uer.models.adapters import adapter_state, load_base, merge_adapters
 from uer.models.build import build_model
-from uer.models.pretrained import save_pretrained
+from uer.models.pretrained import load_config, save_pretrained
 from uer.train.checkpoint import list_checkpoints
 from uer.train.config import OptimConfig
 from uer.train.optim import build_optimizer
@@ -157,6 +158,9 @@ def test_command_line_trains_the_adapter_and_resumes_exactly(base, small_corpus,
     pretrain(compose_config(run_args(small_corpus, base, tmp_path / "b", 8, "trainer.resume=auto")))
     a, b = (load_file(list_checkpoints(tmp_path / r)[-1] / "adapter_model.safetensors") for r in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # an adapter-only init_from continues the adapter on the same base, which the new checkpoints name
+    pretrain(compose_config([*run_args(small_corpus, step, tmp_path / "c", 1)]))
+    assert load_config(list_checkpoints(tmp_path / "c")[-1])[BASE_KEY] == load_config(step)[BASE_KEY]
 
 
 @pytest.mark.slow  # two processes under uer-torchrun, twice

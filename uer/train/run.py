@@ -157,9 +157,9 @@ def load_inputs(cfg: DictConfig, t: TrainerConfig) -> Inputs:
         diffs = model_differences(resolve(init_cfg.model), base_config(run_cfg.model) if adapting else run_cfg.model)
         if diffs:
             raise UerError(f"trainer.init_from={t.init_from} has another model config ({'; '.join(diffs[:3])})")
-        if adapting:  # LoRA on a named base: checkpoints hold the adapter only and name the base
-            with open_dict(run_cfg):
-                run_cfg[BASE_KEY] = base_record(Path(t.init_from))
+        if adapting or init_cfg.get(BASE_KEY):  # LoRA on a named base: checkpoints hold the adapter, name the base
+            with open_dict(run_cfg):  # (the base of an adapter-only init_from, which continues training)
+                run_cfg[BASE_KEY] = base_record(Path(t.init_from)) if adapting else init_cfg[BASE_KEY]
     resume_from = resume_point(t, run_cfg.model)
     if resume_from is not None and run_cfg.get(BASE_KEY) != load_config(resume_from).get(BASE_KEY):
         raise UerError(f"checkpoint {resume_from} adapts another base than trainer.init_from={t.init_from} "
