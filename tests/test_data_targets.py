@@ -27,7 +27,7 @@ DATA_CONFIGS = sorted(p.name[:-5] for p in (importlib.resources.files("uer.conf"
                       if p.name.endswith(".yaml"))
 PRESET_FOR = {"image": "vit_tiny", "mt": "transformer_tiny", "t5": "t5_tiny", "bart": "bart_tiny",
               "gsg": "bart_tiny", "lm": "gpt2_tiny", "prefixlm": "gpt2_tiny", "image_text": "clip_tiny",
-              "mim": "beit_tiny", "vilt": "vilt_tiny"}
+              "mim": "beit_tiny", "vilt": "vilt_tiny", "wav2vec2": "wav2vec2_tiny"}
 """A preset that fits each data config (others: bert_tiny)."""
 FAST = ["trainer.progress=false", "trainer.eval_every=0", "data.eval_samples=4", "data.num_proc=1",
         "data.seq_length=32", "data.batch_size=4", "trainer.save_every=0", "trainer.log_every=1"]
