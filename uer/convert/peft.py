@@ -33,7 +33,7 @@ from uer.convert.spec import IDENTITY, Rule, Transpose
 from uer.errors import UerError
 from uer.layers.lora import ALL, LoRALinear
 from uer.models.adapter_checkpoint import ADAPTER_WEIGHTS, BASE_KEY, base_record, save_adapter
-from uer.models.adapters import add_lora, base_config, merge_adapters, units
+from uer.models.adapters import add_lora, base_config, merge_adapters, select, units
 from uer.models.pretrained import CONFIG, load_config, save_pretrained
 from uer.models.untrusted import load_json
 
@@ -176,6 +176,7 @@ def import_peft(src: str | Path, dst: str | Path, base: str | Path | None = None
     r = max([int(config["r"]), *(int(v) for v in (config.get("rank_pattern") or {}).values())])
     found = _uer_factors(tensors, rules, model, config, r, src)
     chosen = {name: {s: span for s, (span, _, _) in slices.items()} for name, slices in found.items()}
+    targets = _target(model, chosen)
     add_lora(model, chosen, r, alpha, float(config.get("lora_dropout") or 0.0), rslora)
     with torch.no_grad():
         for name, slices in found.items():
@@ -183,7 +184,6 @@ def import_peft(src: str | Path, dst: str | Path, base: str | Path | None = None
             for s, (_, a, b) in slices.items():
                 module.lora_A[s].copy_(a)
                 module.lora_B[s].copy_(b)
-    targets = [re.escape(f"{n}.{s}" if s != ALL else n) for n, slices in sorted(chosen.items()) for s in slices]
     lora = {"r": r, "alpha": alpha, "dropout": float(config.get("lora_dropout") or 0.0), "rslora": rslora,
             "target": targets}
     out_cfg = OmegaConf.create({"model": {**OmegaConf.to_container(model_cfg), "adapters": {"lora": lora}},
@@ -191,6 +191,17 @@ def import_peft(src: str | Path, dst: str | Path, base: str | Path | None = None
     with staged(Path(dst)) as out:
         save_adapter(out, model, out_cfg, tokenizer)
     return Path(dst)
+
+
+def _target(model: torch.nn.Module, chosen: dict) -> list[str]:
+    """The ``model.adapters.lora.target`` that chooses exactly ``chosen`` (module -> slices): role names
+    when they do (``[q, v]``), else the unit names as patterns."""
+    names = [f"{n}.{s}" if s != ALL else n for n, slices in sorted(chosen.items()) for s in slices]
+    found = units(model)
+    roles = sorted({found[name][1] for name in names})
+    if all(roles) and select(model, roles) == chosen:
+        return roles
+    return [re.escape(name) for name in names]
 
 
 def _scaling(config: dict, hf: str) -> tuple[int, float]:
