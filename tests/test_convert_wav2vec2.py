@@ -1,6 +1,6 @@
-"""uer-convert for wav2vec 2.0 (Baevski et al. 2020): ``Wav2Vec2ForPreTraining`` and
-``Wav2Vec2ForCTC`` against transformers with random weights and odd sizes (36 wide, 4 heads of 9,
-three convolutions of 12/14/18 channels, an even 16-tap position conv in 4 groups, 2 x 7 codewords
+"""uer-convert for wav2vec 2.0 (Baevski et al. 2020): ``Wav2Vec2ForPreTraining`` (group norm after
+the first convolution) and ``Wav2Vec2ForCTC`` (layer norm after each) against transformers with
+random weights and odd sizes (36 wide, 4 heads of 9, three convolutions of 12/14/18 channels, an even 16-tap position conv in 4 groups, 2 x 7 codewords
 of 10 dims projected to 11), on a padded batch of 1600/1210/905 samples with its attention mask:
 hidden states, projected and quantized states, the contrastive and diversity losses for the same
 mask_time_indices and sampled_negative_indices (eval mode: the quantizer takes the argmax, as
@@ -33,8 +33,12 @@ SAMPLES = (1600, 1210, 905)
 
 
 def save_hf(architecture: str, directory):
+    """The tiny HF model, the CTC one with a layer norm after every convolution (wav2vec2-large's
+    feature encoder; the pretraining one has wav2vec2-base's group norm after the first)."""
     torch.manual_seed(0)
-    model = randomized(getattr(transformers, architecture)(transformers.Wav2Vec2Config(**CONFIG))).eval()
+    norm = "layer" if architecture == "Wav2Vec2ForCTC" else "group"
+    config = transformers.Wav2Vec2Config(**CONFIG, feat_extract_norm=norm)
+    model = randomized(getattr(transformers, architecture)(config)).eval()
     model.save_pretrained(directory)
     return model
 

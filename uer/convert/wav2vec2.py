@@ -1,11 +1,14 @@
 """wav2vec 2.0 (Baevski et al. 2020) <-> ``transformers`` ``Wav2Vec2ForPreTraining`` /
 ``Wav2Vec2ForCTC`` / ``Wav2Vec2Model``, onto the ``wav2vec2_*`` and ``ctc_tiny`` presets.
 
-The layout converted is the BASE one: group norm after the first convolution only
-(``feat_extract_norm="group"``), post-LN layers (``do_stable_layer_norm=false``: the encoder's
-``layer_norm`` before the layers is uer's embedding norm), convolutions without bias, no adapter.
-uer's ``conv_norm: layer`` option (the large-lv60 layout with the stable layer norm) trains, but has
-no conversion. The feature encoder's convolutions take the layer placeholder ``{c}``.
+Converted: the feature encoder with group norm after the first convolution only
+(``feat_extract_norm="group"``, wav2vec2-base) or layer norm after every one (``"layer"``: uer's
+``conv_norm``), convolutions without bias, post-LN layers (``do_stable_layer_norm=false``: the
+encoder's ``layer_norm`` before the layers is uer's embedding norm), no adapter. The pre-LN layout of
+large-lv60 / XLS-R (``do_stable_layer_norm=true``) is refused. The feature encoder's convolutions
+take the layer placeholder ``{c}``. Checkpoints that store the position convolution's weight norm
+as ``weight_g``/``weight_v`` (before transformers 4.x's parametrizations) need a
+``from_pretrained`` + ``save_pretrained`` round through transformers first.
 
 Settings that only shape Hugging Face's own training (``mask_time_*``, ``mask_feature_*``,
 ``num_negatives``, ``layerdrop``, ``apply_spec_augment``) are carried through config.json untouched:
@@ -36,6 +39,13 @@ def gumbel_to_uer(value, _config):
 
 def gumbel_to_hf(value, _config):
     return None if value == DEFAULT_GUMBEL else value
+
+
+def conv_norm(value, _config):
+    """``feat_extract_norm``: group or layer, the same names on both sides."""
+    if value not in ("group", "layer"):
+        raise UerError(f"feat_extract_norm={value!r} has no uer equivalent (supported: 'group', 'layer')")
+    return value
 
 
 def reduction(value, _config):
@@ -83,6 +93,7 @@ FAMILY = Family(
         ConfigKey("conv_dim", "conv_dim", as_list, as_list),
         ConfigKey("conv_kernel", "conv_kernel", as_list, as_list),
         ConfigKey("conv_stride", "conv_stride", as_list, as_list),
+        ConfigKey("feat_extract_norm", "conv_norm", conv_norm),
         ConfigKey("feat_extract_activation", "conv_activation", activation),
         ConfigKey("num_conv_pos_embeddings", "pos_conv_kernel"),
         ConfigKey("num_conv_pos_embedding_groups", "pos_conv_groups"),
@@ -98,12 +109,13 @@ FAMILY = Family(
         ConfigKey("ctc_loss_reduction", "ctc_reduction", reduction),
         ConfigKey("ctc_zero_infinity", "ctc_zero_infinity"),
     ),
-    fixed={"feat_extract_norm": ("group",), "do_stable_layer_norm": (False,), "conv_bias": (False,),
+    fixed={"do_stable_layer_norm": (False,), "conv_bias": (False,),
            "add_adapter": (False,), "adapter_attn_dim": (None,), "use_weighted_layer_sum": (False,)},
     check=layout_check,
     body=(
         Rule((f"{CONV}.{{c}}.conv.weight",), "embedding.feature.conv_layers.{c}.conv.weight"),
-        *params(f"{CONV}.0.layer_norm", "embedding.feature.conv_layers.0.norm"),
+        *(Rule((f"{CONV}.{{c}}.layer_norm.{p}",), f"embedding.feature.conv_layers.{{c}}.norm.{p}", optional=True)
+          for p in ("weight", "bias")),  # group: the first convolution's only; layer: every one's
         *params("wav2vec2.feature_projection.layer_norm", "embedding.projection.norm"),
         *params("wav2vec2.feature_projection.projection", "embedding.projection.linear"),
         Rule(("wav2vec2.masked_spec_embed",), "embedding.projection.masked_spec_embed"),
