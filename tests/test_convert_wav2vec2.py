@@ -7,18 +7,14 @@ mask_time_indices and sampled_negative_indices (eval mode: the quantizer takes t
 transformers does outside training), CTC logits, loss and every gradient; bit-identical round trips."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
 import transformers
-from checks import PARITY_ATOL, PARITY_RTOL, assert_parity
-from convert_cases import hf_config_dict, load_uer, randomized, same_tensors
-from safetensors.torch import load_file
+from checks import assert_parity
+from convert_cases import assert_gradients_match, hf_config_dict, load_uer, randomized, same_tensors
 
-from uer.convert import convert, engine
-from uer.convert.wav2vec2 import FAMILY
+from uer.convert import convert
 from uer.data.wav2vec2 import sample_negatives, span_mask
 from uer.layers.conv_lengths import conv_output_lengths
 from uer.train.checkpoint import load_config
@@ -59,24 +55,6 @@ def batch() -> dict[str, torch.Tensor]:
             "mask_time_indices": torch.from_numpy(masked), "sampled_negative_indices": torch.from_numpy(negatives)}
 
 
-def uer_gradients(model, directory, architecture) -> dict[str, torch.Tensor]:
-    """``model``'s gradients under the HF names, mapped like the weights (zeros for none)."""
-    model_cfg = load_config(directory).model
-    head = FAMILY.head(architecture)
-    grads = copy.deepcopy(model)
-    for p, g in zip(grads.parameters(), model.parameters(), strict=True):
-        p.data = torch.zeros_like(g) if g.grad is None else g.grad.clone()
-    return engine.to_hf(FAMILY, head, grads, engine.num_layers(model_cfg))[0]
-
-
-def hf_gradients(hf, directory) -> dict[str, torch.Tensor]:
-    grads = copy.deepcopy(hf)
-    for p, g in zip(grads.parameters(), hf.parameters(), strict=True):
-        p.data = torch.zeros_like(g) if g.grad is None else g.grad.clone()
-    grads.save_pretrained(directory)
-    return load_file(str(directory / "model.safetensors"))
-
-
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_parity_with_transformers(architecture, tmp_path):
     hf = save_hf(architecture, tmp_path / "hf")
@@ -112,12 +90,7 @@ def test_parity_with_transformers(architecture, tmp_path):
     assert_parity(ours, theirs)
     ours.backward()
     theirs.backward()
-    expected = hf_gradients(hf, tmp_path / "hf_grads")
-    actual = uer_gradients(model, tmp_path / "uer", architecture)
-    assert actual.keys() == expected.keys()
-    scale = max(1.0, max(g.abs().max().item() for g in expected.values()))
-    for name, grad in expected.items():
-        torch.testing.assert_close(actual[name], grad, atol=PARITY_ATOL * scale, rtol=PARITY_RTOL, msg=name)
+    assert_gradients_match(hf, model, tmp_path / "uer", architecture, tmp_path / "hf_grads")
 
 
 @pytest.mark.slow
