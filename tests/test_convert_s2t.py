@@ -107,30 +107,28 @@ def test_parity_with_transformers(s2t):
     model.zero_grad(), hf.zero_grad()
 
 
-def generate_both(s2t, strategy: str, **extra) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uer's, transformers') new tokens for three padded utterances, with an EOS some row produces
-    mid-way (so that stopping is exercised)."""
-    hf, model, _ = s2t
-    source = features([23, 16, 9], seed=3)
-    common = {"max_new_tokens": 8, "decoder_start_token_id": EOS}
-    free = hf.generate(**source, do_sample=False, forced_eos_token_id=None, eos_token_id=None, **common)
-    assert len(set(free[:, 1:].flatten().tolist())) > 3 and PAD not in free.tolist()  # not a degenerate model
-    eos = int(free[0, 4])
-    expected = hf.generate(**source, do_sample=False, forced_eos_token_id=None, eos_token_id=eos, pad_token_id=eos,
-                           **extra, **common)[:, 1:]
-    ours = generate(model, source, strategy=strategy, eos_token_id=eos, pad_token_id=eos, **extra, **common)
-    return ours, expected
+def sources() -> dict[str, torch.Tensor]:
+    return features([23, 16, 9], seed=3)
 
 
 def test_greedy_generate_equals_transformers(s2t):
-    ours, expected = generate_both(s2t, "greedy")
-    assert torch.equal(ours, expected)
+    hf, model, _ = s2t
+    common = {"max_new_tokens": 6, "decoder_start_token_id": EOS}
+    expected = hf.generate(**sources(), do_sample=False, forced_eos_token_id=None, eos_token_id=None, **common)[:, 1:]
+    assert len(set(expected.flatten().tolist())) > 3 and PAD not in expected.tolist()  # not a degenerate model
+    assert torch.equal(generate(model, sources(), eos_token_id=None, **common), expected)
 
 
 @pytest.mark.slow
-def test_beam_generate_equals_transformers(s2t):
-    ours, expected = generate_both(s2t, "beam", num_beams=3, length_penalty=0.7)
-    assert torch.equal(ours, expected)
+def test_beam_and_eos_stopping_equal_transformers(s2t):
+    hf, model, _ = s2t
+    common = {"max_new_tokens": 8, "decoder_start_token_id": EOS}
+    free = hf.generate(**sources(), do_sample=False, forced_eos_token_id=None, eos_token_id=None, **common)
+    eos = int(free[0, 4])  # a token a row produces mid-way, so that EOS stopping is exercised
+    options = {"eos_token_id": eos, "pad_token_id": eos, **common}
+    for strategy, extra in [("greedy", {}), ("beam", {"num_beams": 3, "length_penalty": 0.7})]:
+        expected = hf.generate(**sources(), do_sample=False, forced_eos_token_id=None, **extra, **options)[:, 1:]
+        assert torch.equal(generate(model, sources(), strategy=strategy, **extra, **options), expected), strategy
 
 
 def test_hf_uer_hf_is_bit_identical_and_loads_with_auto_classes(s2t):

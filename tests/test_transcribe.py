@@ -96,6 +96,7 @@ def test_s2t_transcripts_equal_transformers_from_the_checkpoint_and_its_export(s
             assert transcribe(capsys, source, *paths, "--max-new-tokens", 6, "--beam", beam) == expected, (beam, source)
 
 
+@pytest.mark.slow
 def test_ctc_checkpoint_transcribes_by_best_path_and_prefix_beam(manifest, capsys, tmp_path):
     sizes = {"dim": 16, "num_heads": 2, "ffn_dim": 24, "num_layers": 1}
     ckpt = checkpoint("ctc_tiny", sizes, manifest, tmp_path / "ctc")
