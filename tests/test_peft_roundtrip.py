@@ -130,12 +130,21 @@ def test_command_line_exports_imports_and_merges(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_a_changed_base_is_refused(tmp_path):
+def test_bad_adapter_inputs_fail_in_one_line(tmp_path):
     base_dir, adapter_dir, model = lora_checkpoint(tmp_path, "gpt2", {"r": 2, "alpha": 4})
     assert_parity(uer_logits(load_pretrained(adapter_dir).model, batch("gpt2")), uer_logits(model, batch("gpt2")))
+    export_peft(adapter_dir, tmp_path / "peft")  # its base_model_name_or_path: base_dir, moved below
     other = resolve(compose_config(CASES["gpt2"]))
     save_pretrained(base_dir, build_model(other.model), OmegaConf.create({"model": other.model}))
     one_line_error(lambda: load_pretrained(adapter_dir), "differs from the one the adapter was trained on")
+    base_dir.rename(tmp_path / "moved")
+    one_line_error(lambda: load_pretrained(adapter_dir), f"its base model {base_dir} is missing")
+    (tmp_path / "prefix").mkdir()
+    (tmp_path / "prefix" / "adapter_config.json").write_text(json.dumps({"peft_type": "PREFIX_TUNING"}))
+    one_line_error(lambda: import_peft(tmp_path / "prefix", tmp_path / "out", base=tmp_path / "moved"),
+                   "only LoRA adapters without trained biases import")
+    one_line_error(lambda: import_peft(tmp_path / "peft", tmp_path / "out"), "is not a local directory; pass --base")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

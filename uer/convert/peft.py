@@ -158,12 +158,13 @@ def import_peft(src: str | Path, dst: str | Path, base: str | Path | None = None
     """
     src = Path(src)
     config = load_json(src / ADAPTER_CONFIG)
-    base = Path(base or config.get("base_model_name_or_path") or "")
-    if not str(base) or not base.is_dir():
-        raise UerError(f"{src}: the base model {str(base) or '(none)'} is not a local directory; pass --base")
     if config.get("peft_type") != "LORA" or config.get("bias", "none") != "none":
         raise UerError(f"{src / ADAPTER_CONFIG}: only LoRA adapters without trained biases import "
-                       f"(peft_type {config.get('peft_type')}, bias {config.get('bias')})")
+                       f"(peft_type {config.get('peft_type')}, bias {config.get('bias', 'none')})")
+    base = base or config.get("base_model_name_or_path")
+    if not base or not Path(base).is_dir():
+        raise UerError(f"{src}: the base model {base or '(none)'} is not a local directory; pass --base")
+    base = Path(base)
     try:
         tensors = load_file(str(src / ADAPTER_WEIGHTS))
     except (SafetensorError, OSError) as e:
