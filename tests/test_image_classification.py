@@ -1,6 +1,6 @@
 """examples/image_classification: the encoder of a plain ViT checkpoint and the vision tower of a
-CLIP checkpoint become the body of the classifier with their weights unchanged; a CLIP tower
-fine-tunes end to end (slow)."""
+CLIP checkpoint become the body of the classifier with their weights unchanged; ``+model=clip_tiny``
+is that tower from random initialization; a CLIP tower fine-tunes end to end (slow)."""
 from __future__ import annotations
 
 import sys
@@ -30,19 +30,31 @@ def save(preset: str, directory: Path) -> dict[str, torch.Tensor]:
     return save_random_uer(directory, [f"+model={preset}", *PRESETS[preset]]).state_dict()
 
 
+def body_of(weights: dict[str, torch.Tensor], preset: str) -> dict[str, torch.Tensor]:
+    """A ``preset`` checkpoint's image encoder weights under the classifier's names."""
+    return {new + k[len(old):]: v for k, v in weights.items() for old, new in BODY[preset].items() if k.startswith(old)}
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_classifier_body_is_the_checkpoints_image_encoder(preset, tmp_path):
     weights = save(preset, tmp_path / "ckpt")
     cfg, model_args = compose_recipe(HERE, [f"trainer.init_from={tmp_path / 'ckpt'}"])
     model, model_cfg = build(cfg, model_args, num_labels=10)
     mine = model.state_dict()
-    expected = {new + k[len(old):]: v for k, v in weights.items() for old, new in BODY[preset].items()
-                if k.startswith(old)}
+    expected = body_of(weights, preset)
     assert expected.keys() == {k for k in mine if not k.startswith("target.")}
     assert all(torch.equal(mine[k], v) for k, v in expected.items())
     assert (model_cfg.dim, model_cfg.image_size, model_cfg.channels) == (36, 20, 3)
     logits = model({"pixel_values": torch.randn(2, 3, 20, 20), "labels": torch.tensor([0, 9])}).logits["cls"]
     assert logits.shape == (2, 10)
+
+
+def test_a_clip_preset_from_random_initialization_is_its_vision_tower(tmp_path):
+    expected = body_of(save("clip_tiny", tmp_path / "ckpt"), "clip_tiny")
+    cfg, model_args = compose_recipe(HERE, ["+model=clip_tiny", *PRESETS["clip_tiny"]])
+    model, model_cfg = build(cfg, model_args, num_labels=10)
+    body = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("target.")}
+    assert body == {k: v.shape for k, v in expected.items()} and model_cfg.image_size == 20
 
 
 @pytest.mark.slow

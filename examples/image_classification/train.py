@@ -72,19 +72,20 @@ def few_label_split(labels: np.ndarray, task: DictConfig) -> dict[str, np.ndarra
 
 def build(cfg: DictConfig, model_args: list[str], num_labels: int):
     """(model, resolved model config): the checkpoint ``trainer.init_from`` with a ``cls`` head on
-    its image body (:func:`image_body`), or the preset of ``+model=`` from random initialization
-    (seeded by ``trainer.seed``)."""
+    its image body (:func:`image_body`), or the preset of ``+model=`` (its image body: CLIP's vision
+    tower) from random initialization (seeded by ``trainer.seed``)."""
     allowed = DEFAULT_ALLOWED + tuple(cfg.trainer.get("allowed_targets") or ())
     overrides = [a.lstrip("+") for a in model_args if not a.lstrip("+").startswith(("model=", "model/"))]
     body = None
     if cfg.trainer.get("init_from"):
         pretrained = load_pretrained(cfg.trainer.init_from, allowed)
-        body, body_cfg = image_body(pretrained.model, pretrained.config.model)
+        body, body_cfg = image_body(pretrained.config.model, pretrained.model)
         model_cfg = OmegaConf.create({"model": body_cfg})
         model_cfg.model.target = target_config("cls")
         model_cfg.merge_with(OmegaConf.from_dotlist(overrides))
     elif any(a.startswith("+model=") for a in model_args):
         model_cfg = compose_config([*model_args, "model/target=cls"])
+        model_cfg.model = image_body(model_cfg.model)[1]
     else:
         raise UerError("no model: pass trainer.init_from=<uer or Hugging Face checkpoint> or +model=<preset>")
     model_cfg.model.num_labels = num_labels
@@ -96,12 +97,15 @@ def build(cfg: DictConfig, model_args: list[str], num_labels: int):
     return model, model_cfg
 
 
-def image_body(model: nn.Module, model_cfg: DictConfig) -> tuple[nn.Module, DictConfig]:
-    """The image encoder of a checkpoint's ``model`` and its model config: the model itself for a
-    single-stream model (ViT, BEiT), else the image stream of a two-tower model (CLIP's vision tower:
-    the stream whose embedding has a ``patch`` part) as a single-stream model, i.e. that stream's
-    embedding and encoder (weights under ``embedding.``/``encoder.``) with ``dim``, ``image_size``,
-    ``patch_size`` and ``channels`` taken from its patch embedding.
+def image_body(model_cfg: DictConfig, model: nn.Module | None = None) -> tuple[nn.Module | None, DictConfig]:
+    """The image encoder of a model config (and of its ``model``, when given): the model itself for
+    a single-stream model (ViT, BEiT), else the image stream of a two-tower model (CLIP's vision
+    tower: the stream whose embedding has a ``patch`` part) as a single-stream model, i.e. that
+    stream's embedding and encoder (weights under ``embedding.``/``encoder.``) with ``dim``,
+    ``image_size``, ``patch_size`` and ``channels`` taken from its patch embedding.
+
+    Returns:
+        (the body module, or None without ``model``; its model config, the target left as it was).
 
     Raises:
         UerError: a two-tower model without an image stream.
@@ -110,15 +114,18 @@ def image_body(model: nn.Module, model_cfg: DictConfig) -> tuple[nn.Module, Dict
         return model, model_cfg
     streams = [s for s in ("first", "second") if "patch" in (model_cfg.embedding.get(s) or {}).get("parts", {})]
     if not streams:
-        raise UerError("trainer.init_from: a two-tower model without an image stream (no patch embedding)")
+        raise UerError("a two-tower model without an image stream (no patch embedding) has no image body")
     stream = streams[0]
     patch = model_cfg.embedding[stream].parts.patch
     body_cfg = OmegaConf.create({k: v for k, v in model_cfg.items() if k not in ("embedding", "encoder")})
+    OmegaConf.set_struct(body_cfg, False)  # a composed preset's config is struct; the recipe adds num_labels
     body_cfg.merge_with({"embedding": model_cfg.embedding[stream], "encoder": model_cfg.encoder[stream],
                          "dim": patch.dim, "image_size": patch.image_size, "patch_size": patch.patch_size,
                          "channels": patch.channels})
-    body = nn.ModuleDict({"embedding": getattr(model.embedding, stream), "encoder": getattr(model.encoder, stream)})
-    return body, body_cfg
+    if model is None:
+        return None, body_cfg
+    return nn.ModuleDict({"embedding": getattr(model.embedding, stream),
+                          "encoder": getattr(model.encoder, stream)}), body_cfg
 
 
 @torch.no_grad()
