@@ -13,8 +13,9 @@ from uer.preprocess.corpus import default_corpus
 
 from uer.data.causal import LmCollator
 from uer.data.loader import BatchLoader
-from uer.data.masking import MlmCollator
+from uer.data.masking import MaskedLm, MlmCollator, mask_tokens
 from uer.data.tokenizer import Tokenizer
+from uer.errors import UerError
 
 MASK_PROB = 0.15
 
@@ -173,6 +174,32 @@ def test_mlm_collator_rejects_bad_options(tokenizer):
         MlmCollator(tokenizer.all_special_ids, 0, 4, 100, mask_prob=1.0)
     with pytest.raises(ValueError, match="mask and pad"):
         MlmCollator([0], 0, None, 100)
+
+
+def test_whole_word_masking_predicts_every_piece_of_a_chosen_word(tokenizer, pairs):
+    """data.whole_word: a word's ## pieces are predicted with it or not at all; about mask_prob of
+    the words are chosen; with every token a word start, the masks are token masking's exactly."""
+    wwm = MaskedLm(tokenizer, MASK_PROB, whole_word=True)
+    rows = take(pairs, range(256))
+    batch = wwm(rows, rngs(range(256)))
+    predicted = batch["labels"] != -100
+    padded = torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows["input_ids"]], batch_first=True,
+                                             padding_value=tokenizer.pad_token_id)
+    pieces = torch.from_numpy(wwm.continuation)[padded]
+    assert pieces.any()  # the rows do hold words of several pieces
+    follows = pieces[:, 1:] & ~torch.isin(padded[:, :-1], torch.tensor(tokenizer.all_special_ids))
+    assert torch.equal(predicted[:, 1:][follows], predicted[:, :-1][follows])  # a piece goes with its word
+    words = (~pieces & ~torch.isin(padded, torch.tensor(tokenizer.all_special_ids))).sum()
+    chosen_words = (predicted & ~pieces).sum()
+    assert abs(chosen_words / words - MASK_PROB) < 0.02 and (predicted & pieces).any()
+    ids_np = padded.numpy()
+    maskable = ~np.isin(ids_np, tokenizer.all_special_ids)
+    token_level = mask_tokens(ids_np, maskable, rngs(range(256)), MASK_PROB, wwm.mask_id, wwm.replacement_ids)
+    all_starts = mask_tokens(ids_np, maskable, rngs(range(256)), MASK_PROB, wwm.mask_id, wwm.replacement_ids,
+                             np.ones_like(maskable))
+    assert all(np.array_equal(a, b) for a, b in zip(token_level, all_starts))
+    with pytest.raises(UerError, match="whole_word"):
+        MaskedLm(Tokenizer.load("builtin:kjv-bpe"), MASK_PROB, whole_word=True)
 
 
 def test_lm_labels_are_ignored_exactly_at_padding():

@@ -68,7 +68,8 @@ def test_itm_negatives_and_masks_are_drawn_per_sample():
     for i in range(12):  # a matched pair keeps its image; a negative shows an image of another class
         shown = int(gray[i]) // 10
         assert (shown == i) == bool(itm[i]) and (itm[i] or shown % 3 != i % 3)
-    # MLM: labels only at real, non-special positions; ITM labels do not leak into the MLM labels
+    # MLM: labels only at real, non-special positions of matched pairs; ITM labels do not leak into them
+    assert (batch["labels"][itm == 0] == -100).all() and (batch["labels"][itm == 1] != -100).any()
     real = batch["attention_mask"].bool() & (batch["labels"] != -100)
     assert (batch["labels"] != -100).sum() > 0 and torch.equal(real, batch["labels"] != -100)
     assert not torch.isin(batch["labels"][real], torch.tensor(list(SPECIALS.values()))).any()
@@ -144,6 +145,7 @@ def test_mlm_reads_the_text_positions_and_itm_the_first(vilt):
     mlm = vilt.target.mlm
     assert_parity(out.logits["mlm"], mlm.decoder(mlm.norm(mlm.act(mlm.dense(hidden[:, 2])))))
     assert mlm.decoder.weight is vilt.embedding.text.word.weight
+
 
 def test_data_vilt_pixels_equal_vilt_image_processor_on_real_images():
     """data=vilt's collator gives ViltImageProcessor's pixels of each image resized to the model's

@@ -7,7 +7,7 @@ import torch
 
 from uer.data.image_text import ImageTextCollator
 from uer.data.loader import Collate
-from uer.data.masking import MaskedLm, mask_tokens
+from uer.data.masking import MaskedLm
 
 
 def itm_partners(rows: dict[str, list], rngs: list[np.random.Generator], itm_prob: float) -> np.ndarray:
@@ -45,8 +45,11 @@ class ItmMlmCollator:
     ``__call__(rows: {"image": list[bytes], "input_ids": list[list[int]], ...}, rngs) -> batch`` with
     the pair collator's fields (``pixel_values`` (B, C, H, W), ``input_ids`` (B, S) now masked,
     ``attention_mask`` (B, S) when padded, ...) plus ``labels`` (B, S) MLM targets (-100 = not
-    predicted) and ``itm_labels`` (B,) int64, 1 = matched, 0 = negative. Masked tokens keep their
-    position, so ITM is learned from corrupted captions, as in ViLT (both objectives on one forward).
+    predicted) and ``itm_labels`` (B,) int64, 1 = matched, 0 = negative. Both objectives share one
+    forward, so ITM sees the masked captions; MLM is predicted on the matched pairs only (a
+    negative's labels are all -100), because ViLT's MLM conditions on the true image (its MLM pass
+    runs on the original pairs, its ITM pass on the swapped ones): a masked word predicted beside the
+    wrong image would teach the model to ignore the image, which is what ITM needs.
 
     Every random choice comes from the rows' own generators (the negative and its partner first,
     then the mask), as in `uer.data.masking`; which image a negative gets depends on the other rows
@@ -74,9 +77,11 @@ class ItmMlmCollator:
         maskable = ~np.isin(ids, m.special)
         if "attention_mask" in batch:
             maskable &= batch["attention_mask"].numpy().astype(bool)
-        input_ids, labels = mask_tokens(ids, maskable, rngs, m.mask_prob, m.mask_id, m.replacement_ids)
+        input_ids, labels = self.masking.mask(ids, maskable, rngs)
+        matched = partners == np.arange(len(partners))
+        labels[~matched] = -100  # MLM on the true pairs only (the masks were drawn all the same)
         return {**batch, "input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
-                "itm_labels": torch.from_numpy((partners == np.arange(len(partners))).astype(np.int64))}
+                "itm_labels": torch.from_numpy(matched.astype(np.int64))}
 
 
 class ViltCollator(ItmMlmCollator):
@@ -90,6 +95,8 @@ class ViltCollator(ItmMlmCollator):
         image_size: the side of the model's square input images (``data.image_size``).
         mask_prob: ``data.mask_prob``, the fraction of caption tokens to predict.
         itm_prob: ``data.itm_prob``, the fraction of pairs made negative.
+        whole_word: ``data.whole_word``, mask whole words (ViLT's whole-word masking, §3.2: a
+            word's last piece alone would be guessed from its first, not from the image).
         image_processor: ``data.image_processor``, ``vilt`` (``ViltImageProcessor``'s pixels, what
             ``data=vilt`` sets) or ``clip`` (the default: runs whose config predates the key).
 
@@ -99,6 +106,6 @@ class ViltCollator(ItmMlmCollator):
     """
 
     def __init__(self, tokenizer, image_size: int, mask_prob: float = 0.15, itm_prob: float = 0.5,
-                 image_processor: str = "clip"):
-        super().__init__(ImageTextCollator(tokenizer, image_size, image_processor), MaskedLm(tokenizer, mask_prob),
-                         itm_prob)
+                 image_processor: str = "clip", whole_word: bool = False):
+        super().__init__(ImageTextCollator(tokenizer, image_size, image_processor),
+                         MaskedLm(tokenizer, mask_prob, whole_word), itm_prob)
