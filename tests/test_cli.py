@@ -158,16 +158,16 @@ def test_missing_or_unadded_model_lists_the_presets(workdir, model, monkeypatch,
     assert not out.exists() and not (workdir / "outputs").exists()
 
 
-def test_output_dir_that_is_a_file(workdir):
+def test_output_dir_that_is_a_file(workdir, monkeypatch, capsys):
     (workdir / "taken").write_text("not a directory")
-    line = error_line(pretrain(workdir, "data.corpus=corpus.txt", "trainer.output_dir=taken"))
+    line = error_line(pretrain_here(workdir, monkeypatch, capsys, "data.corpus=corpus.txt", "trainer.output_dir=taken"))
     assert "trainer.output_dir=taken" in line and "not a directory" in line, line
     assert (workdir / "taken").read_text() == "not a directory"
 
 
-def test_output_dir_holding_a_run_is_left_untouched(workdir, trained):
+def test_output_dir_holding_a_run_is_left_untouched(workdir, trained, monkeypatch, capsys):
     before = digest(workdir / "run")
-    line = error_line(pretrain(workdir, *RUN))
+    line = error_line(pretrain_here(workdir, monkeypatch, capsys, *RUN))
     assert "output dir run " in line and "trainer.resume=auto" in line, line
     assert digest(workdir / "run") == before
 
