@@ -49,7 +49,7 @@ def test_preset_builds_at_full_size(preset):
     targets = set(cfg.model.target) - {"_target_", "weights"}
     assert {"ViltPairs": {"mlm", "itm"}, "NspProcessor": {"mlm", "sp"}, "SopProcessor": {"mlm", "sp"}, "FullSentencesProcessor": {"mlm"},
             "CausalLmProcessor": {"lm"}, "ImageProcessor": {"cls"}, "SpanCorruptionProcessor": {"lm"},
-            "SentenceBlocksProcessor": {"lm"}, "ParallelProcessor": {"lm"},
+            "SentenceBlocksProcessor": {"lm"}, "ParallelProcessor": {"lm"}, "LlmPretrainProcessor": {"lm"},
             "PrefixLmProcessor": {"lm"}, "MaskedImages": {"mim"}, "ImageTextProcessor": {"clr"},
             "Wav2Vec2Frames": {"wav2vec2"}, "WaveformProcessor": {"ctc"}, "FbankProcessor": {"lm"}}[processor] == targets
 
