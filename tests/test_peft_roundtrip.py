@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from uer.cli.convert import main as convert_main
 from uer.config import compose_config, resolve
-from uer.convert import uer_to_hf
+from uer.convert import convert, uer_to_hf
 from uer.convert.load import load_pretrained
 from uer.convert.peft import export_peft, import_peft
 from uer.models.adapter_checkpoint import BASE_KEY, base_record, save_adapter
@@ -92,7 +92,7 @@ LLAMA_ALL = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", 
 def test_peft_loads_the_export_with_equal_logits(tmp_path, family, target, hf_modules):
     base_dir, adapter_dir, model = lora_checkpoint(tmp_path, family, {"r": 3, "alpha": 5, "target": target})
     uer_to_hf(base_dir, tmp_path / "hf")
-    export_peft(adapter_dir, tmp_path / "peft")
+    convert(adapter_dir, tmp_path / "peft")  # the library's one entry routes a LoRA checkpoint to PEFT
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["target_modules"] == hf_modules
     hf = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
@@ -103,7 +103,7 @@ def test_peft_loads_the_export_with_equal_logits(tmp_path, family, target, hf_mo
     plain = hf.from_pretrained(tmp_path / "hf").eval()
     assert (hf_logits(plain, b) - expected).abs().max() > 1e-2  # the adapter changes the logits
 
-    import_peft(tmp_path / "peft", tmp_path / "back", base=base_dir)
+    convert(tmp_path / "peft", tmp_path / "back", base=base_dir)  # and a PEFT adapter to uer
     back = load_pretrained(tmp_path / "back")
     assert_parity(uer_logits(back.model, b), expected)
     if family != "gpt2":  # GPT-2's slices of c_attn come back as one adapter on the whole qkv

@@ -6,7 +6,7 @@ import sys
 
 from uer.cli.common import run_command
 from uer.convert import convert, supported
-from uer.convert.peft import adapter_kind, export_peft, import_peft, merge
+from uer.convert.peft import merge
 
 DESCRIPTION = """Converts a Hugging Face model directory (config.json + model.safetensors or
 pytorch_model.bin + tokenizer files) into a uer checkpoint, or a uer checkpoint (config.yaml +
@@ -60,15 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def job(args):
         options = parser().parse_args(args)
-        kind = adapter_kind(options.src)
         if options.merge_adapter:
             merge(options.src, options.dst)
-        elif kind == "peft":
-            import_peft(options.src, options.dst, options.base)
-        elif kind == "lora":
-            export_peft(options.src, options.dst, options.arch)
         else:
-            convert(options.src, options.dst, options.arch)
+            convert(options.src, options.dst, options.arch, options.base)
         return 0
 
     return run_command(job, argv)

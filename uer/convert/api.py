@@ -17,6 +17,7 @@ from uer.convert import engine
 from uer.convert.configs import export_head, hf_config_for
 from uer.convert.files import copy_passed_through, kind_of, set_input_names, staged
 from uer.convert.load import load_pretrained
+from uer.convert.peft import adapter_kind, export_peft, import_peft
 from uer.convert.reader import HF_DEFAULT_LABELS, TASK_TARGETS, read_hf, with_num_labels
 from uer.models.pretrained import WEIGHTS, save_pretrained
 
@@ -29,14 +30,23 @@ def _num_labels(model_cfg) -> int | None:
                  if OmegaConf.is_dict(p) and p.get("_target_") in TASK_TARGETS), None)
 
 
-def convert(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
+def convert(src: str | Path, dst: str | Path, architecture: str | None = None, base: str | Path | None = None
+            ) -> Path:
     """Convert ``src`` (a Hugging Face model directory or a uer checkpoint) into the other format
     at ``dst``, which must not exist; ``architecture`` picks the Hugging Face class (on import: how
-    to read a config.json that names none or several; on export: the head to write).
+    to read a config.json that names none or several; on export: the head to write). Adapters go
+    the same way: a uer LoRA checkpoint exports to a PEFT adapter directory, a PEFT adapter imports
+    onto ``base`` (default: its ``base_model_name_or_path``), see :mod:`uer.convert.peft`.
 
     Raises:
-        UerError: bad input (see :func:`hf_to_uer`, :func:`uer_to_hf`); ``dst`` is then not created.
+        UerError: bad input (see :func:`hf_to_uer`, :func:`uer_to_hf`, :mod:`uer.convert.peft`);
+            ``dst`` is then not created.
     """
+    kind = adapter_kind(src)
+    if kind == "peft":
+        return import_peft(src, dst, base)
+    if kind == "lora":
+        return export_peft(src, dst, architecture)
     if kind_of(Path(src)) == "hf":
         return hf_to_uer(src, dst, architecture)
     return uer_to_hf(src, dst, architecture)
