@@ -92,19 +92,20 @@ class MlmCollator:
         self.replacement_ids = np.setdiff1d(np.arange(vocab_size), self.special)
         self.continuation = continuation
 
-    def mask(self, ids: np.ndarray, maskable: np.ndarray, rngs: list[np.random.Generator]
+    def mask(self, ids: np.ndarray, attention: np.ndarray | None, rngs: list[np.random.Generator]
              ) -> tuple[np.ndarray, np.ndarray]:
-        """(B, S) ids and maskable positions -> ``(input_ids, labels)`` by :func:`mask_tokens` with
-        these settings."""
+        """(B, S) padded ids and their attention mask (None = nothing padded) -> ``(input_ids,
+        labels)`` by :func:`mask_tokens` with these settings; special tokens and padding are never
+        chosen."""
+        maskable = ~np.isin(ids, self.special)
+        if attention is not None:
+            maskable &= attention.astype(bool)
         starts = None if self.continuation is None else ~self.continuation[ids]
         return mask_tokens(ids, maskable, rngs, self.mask_prob, self.mask_id, self.replacement_ids, starts)
 
     def __call__(self, rows: dict[str, list], rngs: list[np.random.Generator]) -> dict[str, torch.Tensor]:
         ids, attention = pad(rows["input_ids"], self.pad_id)
-        maskable = ~np.isin(ids, self.special)
-        if attention is not None:
-            maskable &= attention.astype(bool)
-        input_ids, labels = self.mask(ids, maskable, rngs)
+        input_ids, labels = self.mask(ids, attention, rngs)
         batch = {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels)}
         if attention is not None:
             batch["attention_mask"] = torch.from_numpy(attention)

@@ -72,12 +72,8 @@ class ItmMlmCollator:
     def __call__(self, rows: dict[str, list], rngs: list[np.random.Generator]) -> dict[str, torch.Tensor]:
         partners = itm_partners(rows, rngs, self.itm_prob)
         batch = self.pairs({**rows, "image": [rows["image"][j] for j in partners]}, rngs)
-        ids = batch["input_ids"].numpy()
-        m = self.masking
-        maskable = ~np.isin(ids, m.special)
-        if "attention_mask" in batch:
-            maskable &= batch["attention_mask"].numpy().astype(bool)
-        input_ids, labels = self.masking.mask(ids, maskable, rngs)
+        attention = batch["attention_mask"].numpy() if "attention_mask" in batch else None
+        input_ids, labels = self.masking.mask(batch["input_ids"].numpy(), attention, rngs)
         matched = partners == np.arange(len(partners))
         labels[~matched] = -100  # MLM on the true pairs only (the masks were drawn all the same)
         return {**batch, "input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
