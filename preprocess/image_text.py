@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from uer.data.text_files import read_lines
 from uer.errors import UerError
 from uer.preprocess.images import IMAGES_PER_SHARD, _digest, _png
 from uer.preprocess.processor import TOKEN_IDS, Plan, Processor, special_id
@@ -133,18 +134,9 @@ def _pair(where: str, path: str, caption: str, base: Path) -> tuple[str, str]:
     return str(image), caption.strip()
 
 
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise UerError(f"corpus {path}: not a UTF-8 text file") from None
-    except OSError as err:
-        raise UerError(f"corpus {path}: cannot read ({err.strerror or err})") from None
-
-
 def _read_tsv(tsv: Path) -> list[tuple[str, str]]:
     pairs = []
-    for lineno, line in enumerate(_lines(tsv), 1):
+    for lineno, line in enumerate(read_lines(tsv, "corpus"), 1):
         if not line.strip() or (lineno == 1 and line.strip().lower() == "image_path\tcaption"):
             continue
         fields = line.split("\t")
@@ -158,7 +150,7 @@ def _read_tsv(tsv: Path) -> list[tuple[str, str]]:
 
 def _read_jsonl(jsonl: Path) -> list[tuple[str, str]]:
     pairs = []
-    for lineno, line in enumerate(_lines(jsonl), 1):
+    for lineno, line in enumerate(read_lines(jsonl, "corpus"), 1):
         if not line.strip():
             continue
         where = f"corpus {jsonl}: line {lineno}"
@@ -180,7 +172,7 @@ def _scan_folder(folder: Path) -> list[tuple[str, str]]:
     for path in sorted(folder.rglob("*")):
         caption_file = path.with_suffix(".txt")
         if path.is_file() and path.suffix.lower() in extensions and caption_file.is_file():
-            text = " ".join(_lines(caption_file)).strip()
+            text = " ".join(read_lines(caption_file, "corpus")).strip()
             pairs.append(_pair(f"corpus {folder}: {caption_file.name}", str(path), text, folder))
     if not pairs:
         raise UerError(f"corpus {folder}: no images with a caption file beside them (<name>.png + <name>.txt)")
