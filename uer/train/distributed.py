@@ -13,6 +13,8 @@ import datetime
 import logging
 import os
 import signal
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Self
 
@@ -44,6 +46,10 @@ def is_main() -> bool:
 _CONTROL: dist.ProcessGroup | None = None
 """A gloo group for small host-side agreements (errors, stop requests) that must not touch the GPU."""
 
+_HANDED: deque[torch.Tensor] = deque(maxlen=64)
+"""The tensors of this module's latest collectives, each private to it (nothing else refers to them),
+kept until :func:`shutdown` has seen the backend's threads let go of them (see :func:`_settle`)."""
+
 
 def init(device: torch.device) -> torch.device:
     """Join the process group torchrun describes (once; idempotent) and return this rank's device:
@@ -63,12 +69,46 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
+def _settle(timeout_s: float = 30.0) -> None:
+    """Wait, the GIL released, until the process group's threads have dropped the tensors of the
+    latest collectives.
+
+    Why: gloo finishes a collective on a worker thread, which releases the work's tensors after the
+    caller's ``wait()`` has returned, and releasing a tensor Python knows needs the GIL. The process
+    group's destructor (run when the last reference goes, e.g. with the DDP wrapper) joins those
+    threads while holding the GIL, so a release still pending then deadlocks the process at exit
+    (torch 2.13: ``~ProcessGroupGloo`` in ``thread::join``, a worker in ``~AsyncAllgatherWork``
+    waiting for the GIL). A tensor only this module holds has use count 1 once the thread let go.
+    """
+    deadline = time.monotonic() + timeout_s
+    while any(t._use_count() > 1 for t in _HANDED) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    _HANDED.clear()
+
+
 def shutdown() -> None:
-    """Leave the process group (after the last collective)."""
+    """Leave the process group (after the last collective), once its threads hold none of our tensors."""
     global _CONTROL
     if dist.is_initialized():
+        _settle()
         dist.destroy_process_group()
     _CONTROL = None
+
+
+def _all_gather_bytes(data: bytes) -> list[bytes]:
+    """Every rank's ``data``, in rank order (two all-gathers on the control group: sizes, then the
+    zero-padded bytes), through tensors private to this module (:data:`_HANDED`)."""
+    world = world_size()
+    size = torch.tensor([len(data)], dtype=torch.long)
+    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
+    dist.all_gather(sizes, size, group=_CONTROL)
+    lengths = [int(s.item()) for s in sizes]
+    padded = torch.zeros(max(lengths), dtype=torch.uint8)
+    padded[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else 0
+    gathered = [torch.zeros(max(lengths), dtype=torch.uint8) for _ in range(world)]
+    dist.all_gather(gathered, padded, group=_CONTROL)
+    _HANDED.extend([size, *sizes, padded, *gathered])
+    return [bytes(g[:n].tolist()) for g, n in zip(gathered, lengths)]
 
 
 def barrier() -> None:
@@ -81,10 +121,9 @@ def agree(error: str | None) -> None:
     """Every rank passes its own error message (or None); if any rank has one, every rank raises
     :class:`UerError` with the lowest failing rank's message, so one rank's bad input never leaves
     the others waiting in a collective."""
-    if dist.is_initialized():
-        errors: list[str | None] = [None] * world_size()
-        dist.all_gather_object(errors, error, group=_CONTROL)
-        error = next((e for e in errors if e is not None), None)
+    if dist.is_initialized():  # an error is never empty: b"" stands for None
+        errors = _all_gather_bytes((error or "").encode("utf-8"))
+        error = next((e.decode("utf-8") for e in errors if e), None)
     if error is not None:
         raise UerError(error)
 
@@ -110,13 +149,18 @@ def any_rank(flag: bool) -> bool:
         return flag
     t = torch.tensor([int(flag)])
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_CONTROL)
+    _HANDED.append(t)
     return bool(t.item())
 
 
 def all_reduce_(tensor: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
-    """Reduce ``tensor`` in place over all ranks (on its device's group); returns it."""
+    """Reduce ``tensor`` in place over all ranks (on its device's group); returns it. The collective
+    runs on a private copy (:data:`_HANDED`; these are small tensors: metrics, flags)."""
     if dist.is_initialized():
-        dist.all_reduce(tensor, op=op)
+        private = tensor.clone()
+        dist.all_reduce(private, op=op)
+        tensor.copy_(private)
+        _HANDED.append(private)
     return tensor
 
 
