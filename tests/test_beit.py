@@ -132,7 +132,8 @@ def test_relative_position_bias_2d_matches_transformers():
 
 def test_per_layer_bias_is_added_to_the_attention_scores():
     torch.manual_seed(0)
-    bias = lambda: RelativePositionBias2d(num_heads=2, image_size=4, patch_size=2)
+    def bias():
+        return RelativePositionBias2d(num_heads=2, image_size=4, patch_size=2)
     attention = MultiHeadAttention(dim=8, num_heads=2, position_bias=bias)
     plain = MultiHeadAttention(dim=8, num_heads=2)
     plain.load_state_dict(attention.state_dict(), strict=False)

@@ -247,7 +247,8 @@ def test_broken_image_is_an_error_naming_it(tmp_path, monkeypatch):
     (tmp_path / "images" / "dog" / "broken.png").write_bytes(b"not a png at all")
     out = tmp_path / "out"
     for num_proc in (1, 2):
-        build = lambda: build_dataset(options("image", tmp_path / "images", num_proc=num_proc), None, out)
+        def build():
+            return build_dataset(options("image", tmp_path / "images", num_proc=num_proc), None, out)
         one_line_error(build, "broken.png", "cannot be decoded")
         assert not out.exists() and not list(tmp_path.glob(".out*"))
 
@@ -321,7 +322,8 @@ def test_interrupted_build_reuses_finished_shards_and_equals_an_uninterrupted_on
 
     corpus = kjv(tmp_path, 40)
     monkeypatch.setattr("uer.preprocess.corpus.SHARD_BYTES", 16_000)
-    build = lambda out: build_dataset(options("bert", corpus, seq_length=64), wordpiece, out)
+    def build(out):
+        return build_dataset(options("bert", corpus, seq_length=64), wordpiece, out)
     monkeypatch.setenv("UER_CACHE", str(tmp_path / "reference-cache"))
     reference = rows_of(build(tmp_path / "reference"))
     monkeypatch.setenv("UER_CACHE", str(tmp_path / "cache"))
