@@ -11,9 +11,7 @@ import logging
 import os
 import sys
 
-from omegaconf import OmegaConf
-
-from uer.cli.common import run_command
+from uer.cli.common import print_config, run_command, split_hydra_flags
 from uer.config import compose_config, presets
 from uer.errors import UerError
 
@@ -22,8 +20,9 @@ USAGE = """usage: uer-pretrain +model=<preset> [group=option ...] [key=value ...
 Pretrains a model preset on the embedded King James Bible corpus, or on your data:
   uer-pretrain +model=bert_mini data.corpus=my.txt data.tokenizer=vocab.txt trainer.max_steps=1000
 Swap parts or groups: model/target=mlm data=mlm optim=sgd scheduler=cosine
-Print the composed config and exit: --cfg
+Print the composed config and exit: --cfg [--package model] [--resolve]
 Print the parameter count (built on the meta device, nothing allocated) and exit: --info
+These flags and -h/--help may stand anywhere on the line.
 On N processes: uer-torchrun --nproc_per_node=N -m uer.cli.pretrain +model=<preset> [trainer.strategy=fsdp2]
 Presets: {presets}"""
 PREEMPTED = 143
@@ -34,15 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def job(args):
-        if args and args[0] in ("-h", "--help"):
+        flags, overrides = split_hydra_flags(args)
+        if flags.help:
             print(USAGE.format(presets=", ".join(presets())))
             return 0
-        show, info = "--cfg" in args, "--info" in args
-        cfg = compose_config([a for a in args if a not in ("--cfg", "--info")])
-        if show:
-            print(OmegaConf.to_yaml(cfg))
+        cfg = compose_config(overrides)
+        if flags.cfg:
+            print_config(cfg, flags)
             return 0
-        if info:
+        if flags.info:
             from uer.models.info import describe  # lazy: as pretrain below
 
             print(describe(cfg.model))

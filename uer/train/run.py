@@ -125,6 +125,29 @@ def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
     return path
 
 
+def continue_latest_run(cfg: DictConfig) -> None:
+    """``trainer.resume=auto`` with the default, timestamped ``trainer.output_dir``
+    (``outputs/<model.name>/${now:...}``) continues the latest run of that preset: ``output_dir``
+    becomes the folder beside it whose newest checkpoint was written last. Without such a run the
+    job starts fresh in the new folder, and the log says so and what to pass instead. An
+    ``output_dir`` the user set is left alone."""
+    if cfg.trainer.get("resume") != "auto":
+        return
+    raw = OmegaConf.to_container(cfg.trainer, resolve=False).get("output_dir")
+    if not isinstance(raw, str) or "${now:" not in Path(raw).name:
+        return
+    parent = Path(str(cfg.trainer.output_dir)).parent
+    runs = [(list_checkpoints(d)[-1].stat().st_mtime, d) for d in parent.iterdir()
+            if d.is_dir() and list_checkpoints(d)] if parent.is_dir() else []
+    if not runs:
+        log.info("trainer.resume=auto: no run under %s holds a checkpoint; starting fresh (to continue "
+                 "a run elsewhere pass trainer.output_dir=<its folder>)", parent)
+        return
+    cfg.trainer.output_dir = str(max(runs)[1])
+    log.info("trainer.resume=auto: continuing the latest run under %s, %s (pass trainer.output_dir=<folder> "
+             "for another)", parent, cfg.trainer.output_dir)
+
+
 class Inputs(NamedTuple):
     """What :func:`load_inputs` read and checked."""
 
@@ -183,6 +206,7 @@ def prepare(cfg: DictConfig) -> Trainer:
     (building the dataset cache the other ranks then read), a bad input raises the same
     :class:`UerError` on every rank, and the model is wrapped for ``trainer.strategy``.
     """
+    continue_latest_run(cfg)
     run = settings(cfg)
     t = run.trainer
     allowed = DEFAULT_ALLOWED + tuple(t.allowed_targets)
