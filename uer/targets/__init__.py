@@ -1,4 +1,5 @@
 """Targets: ``forward(hidden: (B, S, D), batch) -> TargetOutput`` and ``num_items(batch)``."""
+from uer.targets.bilm import BilmTarget
 from uer.targets.cls import ClsTarget
 from uer.targets.clr import ClrTarget
 from uer.targets.cosine import CosineTarget
@@ -12,5 +13,5 @@ from uer.targets.span import SpanTarget
 from uer.targets.targets import Targets
 from uer.targets.token_cls import TokenClsTarget
 
-__all__ = ["ClrTarget", "ClsTarget", "CosineTarget", "ItmTarget", "LmTarget", "LossTerm", "MlmTarget", "SeqClsTarget", "SpTarget",
+__all__ = ["BilmTarget", "ClrTarget", "ClsTarget", "CosineTarget", "ItmTarget", "LmTarget", "LossTerm", "MlmTarget", "SeqClsTarget", "SpTarget",
            "SpanTarget", "TargetOutput", "Targets", "TokenClsTarget"]
