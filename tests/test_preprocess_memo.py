@@ -3,6 +3,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
+from tokenizers import normalizers
 from uer.preprocess.word_memo import MemoEncoder
 
 import uer.data.default as default_data
@@ -63,3 +64,14 @@ def test_memo_changes_what_a_wrong_memo_would_return(shared_data):
     encoder = MemoEncoder(tokenizer)
     encoder.memo["the"] = [0]
     assert encoder.encode_batch(["the end"]) != tokenizer.encode_batch(["the end"])
+
+
+def test_a_character_the_tokenizer_does_not_cut_out_joins_the_runs(shared_data):
+    """Without handle_chinese_chars, CJK characters are not cut out alone: the first check of one
+    excludes it from the single-character pieces, and the ids still equal encode_batch's."""
+    tokenizer = Tokenizer.load(str(shared_data / "vocab/google_zh_vocab.txt"))
+    tokenizer.backend.normalizer = normalizers.BertNormalizer(handle_chinese_chars=False, lowercase=True)
+    encoder = MemoEncoder(tokenizer)
+    lines = ["中文English混合，标点！", "我们 在 这里。", "中文"]
+    assert encoder.encode_batch(lines) == tokenizer.encode_batch(lines)
+    assert "中" in encoder.excluded and "，" not in encoder.excluded
