@@ -18,6 +18,8 @@ from contextlib import nullcontext
 import torch
 import transformers
 
+from uer.convert import engine
+from uer.convert.configs import export_head, hf_config_for
 from uer.train.config import OptimConfig
 from uer.train.flops import count_flops
 from uer.train.optim import build_optimizer
@@ -43,6 +45,35 @@ def environment(threads: int | None = None) -> str:
     threads = torch.get_num_threads() if threads is None else threads
     return (f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} torch threads, "
             f"CPU: {cpu_model()} ({os.cpu_count()} logical cores)")
+
+
+def converted_peer(model_cfg, model: torch.nn.Module, tokenizer=None) -> torch.nn.Module:
+    """The ``transformers`` model that ``uer-convert`` exports ``model`` as, holding ``model``'s own
+    weights: its config from :func:`uer.convert.configs.hf_config_for` (SDPA attention where the
+    architecture has it; transformers' S2T has only its eager attention), its tensors
+    mapped by the converter's spec (every tensor of the peer but its tied copies).
+
+    Args:
+        model_cfg: the resolved uer model config of ``model``.
+        tokenizer: anything with ``{pad,bos,eos,unk}_token_id`` attributes, for the families whose
+            config holds token ids (S2T's decoder start), or None.
+
+    Raises:
+        UerError: no transformers architecture expresses ``model_cfg``.
+        SystemExit: the peer does not take the converted tensors.
+    """
+    family, head = export_head(model_cfg, None, None)
+    config = hf_config_for(family, head, model_cfg, {}, tokenizer, torch.float32)
+    architecture = getattr(transformers, head.architecture)
+    config._attn_implementation = "sdpa" if architecture._supports_sdpa else "eager"
+    peer = architecture(config)
+    tensors, _ = engine.to_hf(family, head, model, engine.num_layers(model_cfg))
+    missing, unexpected = peer.load_state_dict(tensors, strict=False)
+    if unexpected or set(missing) - set(head.tied):
+        raise SystemExit(f"{head.architecture} does not take the converted weights: missing {missing}, "
+                         f"unexpected {unexpected}")
+    peer.tie_weights()
+    return peer
 
 
 def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
