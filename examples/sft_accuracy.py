@@ -5,9 +5,10 @@
 ``TEST.jsonl`` holds Alpaca records whose ``output`` is a label word (``examples/sft_mixture.py``
 writes ``book_review_test.jsonl``); ``ANSWERS.txt`` the generated answers, one line per record in
 the same order (``uer-generate CKPT --chat --input <the prompts file> --output ANSWERS.txt``). An
-answer predicts the label word (one of the distinct ``output`` values) that occurs first in it; an
-answer with none of them is wrong. Prints ``accuracy``, ``answered`` (the share of answers holding a
-label word) and ``records``, one ``name value`` line each. Mismatched line counts or a bad record
+answer predicts the label word (one of the distinct ``output`` values) that occurs first in it,
+whitespace ignored (a WordPiece tokenizer such as BERT's Chinese vocabulary decodes 正面 as "正 面");
+an answer with none of them is wrong. Prints ``accuracy``, ``answered`` (the share of answers holding
+a label word) and ``records``, one ``name value`` line each. Mismatched line counts or a bad record
 are one ``error:`` line (exit 2).
 """
 from __future__ import annotations
@@ -23,9 +24,16 @@ from uer.cli.common import run_command
 from uer.errors import UerError
 
 
+def _squeezed(text: str) -> str:
+    """``text`` without whitespace."""
+    return "".join(text.split())
+
+
 def predicted(answer: str, words: list[str]) -> str | None:
-    """The label word of ``words`` that occurs first in ``answer`` (None: none occurs)."""
-    found = [(answer.find(word), word) for word in words if word in answer]
+    """The label word of ``words`` that occurs first in ``answer``, whitespace ignored in both
+    (None: none occurs)."""
+    answer = _squeezed(answer)
+    found = [(answer.find(_squeezed(word)), word) for word in words if _squeezed(word) in answer]
     return min(found)[1] if found else None
 
 

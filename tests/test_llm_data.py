@@ -146,6 +146,7 @@ def test_sft_mixture_writes_records_holds_out_test_reviews_and_scores_answers(sh
     assert sft_accuracy.main([str(tmp_path / "book_review_test.jsonl"), str(answers)]) == 0
     assert capsys.readouterr().out.splitlines() == ["accuracy 0.8000", "answered 0.8000", "records 5"]
     assert sft_accuracy.score(["正面", "负面"], ["负面，不是正面", "正面"])["accuracy"] == 0  # the first word counts
+    assert sft_accuracy.score(["正面", "负面"], ["正 面", "负 面 。"])["accuracy"] == 1  # WordPiece decodes with spaces
     answers.write_text("正面\n", encoding="utf-8")
     one_line_error(lambda: sft_accuracy.main([str(tmp_path / "book_review_test.jsonl"), str(answers)]),
                    "1 answers for 5 records")
