@@ -27,6 +27,12 @@ for about 50 steps before it learns; the text objectives fall from the first ste
 batch of many pairs and collapses to the ln(batch) plateau at higher rates."""
 
 
+SLOW_ONLY = ("lstm", "gru", "bilstm", "gatedcnn_9", "gatedcnn_13")
+"""Recurrent and convolutional presets trained at tiny size in the slow suite only (each run costs about
+what gpt2_tiny's does); the quick suite trains elmo, the same recurrent encoder under the bilm target,
+and tests/test_rnn_cnn.py tests the encoders' padding and directions."""
+
+
 def tiny(preset: str) -> list[str]:
     """``model.*`` overrides that shrink ``preset`` to :data:`TINY` sizes (ALBERT keeps a factorized
     embedding: ``emb_dim`` 16 projected to 32; elsewhere ``emb_dim`` follows ``dim``). Two-tower
@@ -71,7 +77,7 @@ def distinct_at_tiny_size() -> list[str]:
     return kept
 
 
-@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if published(p) else p
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if published(p) or p in SLOW_ONLY else p
                                     for p in distinct_at_tiny_size()])
 def test_every_preset_trains_at_tiny_size_and_its_loss_falls(preset, small_corpus, tmp_path):
     kind = "image" if processor_of(preset) == "ImageProcessor" else "text"
