@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from uer.data.audio import SAMPLE_RATE
+from uer.data.fbank import HOP_LENGTH
 from uer.targets.output import Metric, TargetOutput
 from uer.train import distributed
 
@@ -49,30 +51,46 @@ def batch_size_of(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
     return first.shape[0], int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
 
+def audio_seconds_of(batch: dict[str, torch.Tensor]) -> float:
+    """Seconds of real audio in a speech batch, from host tensors: ``attention_mask`` over 10 ms
+    filter-bank frames (``input_features``, S2T) or over 16 kHz samples (``input_values``, wav2vec 2.0
+    and CTC; every sample when there is no mask); 0.0 for any other batch."""
+    mask = batch.get("attention_mask")
+    if "input_features" in batch:
+        frames = int(mask.sum()) if mask is not None else batch["input_features"].shape[:2].numel()
+        return frames * HOP_LENGTH / SAMPLE_RATE
+    if "input_values" in batch:
+        return (int(mask.sum()) if mask is not None else batch["input_values"].numel()) / SAMPLE_RATE
+    return 0.0
+
+
 class Throughput:
-    """Samples and real tokens (see :func:`batch_size_of`) of this rank since the window started,
-    and the wall-clock seconds it has lasted (``time.perf_counter``)."""
+    """Samples, real tokens (see :func:`batch_size_of`) and seconds of audio (see
+    :func:`audio_seconds_of`) of this rank since the window started, and the wall-clock seconds it
+    has lasted (``time.perf_counter``)."""
 
     def __init__(self):
         self.restart()
 
     def restart(self) -> None:
-        self.start, self.samples, self.tokens = time.perf_counter(), 0, 0
+        self.start, self.samples, self.tokens, self.audio = time.perf_counter(), 0, 0, 0.0
 
     def add(self, batches: list[dict[str, torch.Tensor]]) -> None:
         for batch in batches:
             samples, tokens = batch_size_of(batch)
             self.samples += samples
             self.tokens += tokens
+            self.audio += audio_seconds_of(batch)
 
-    def read(self, device: torch.device) -> tuple[int, int, float]:
-        """(samples, tokens) of all ranks together (one all-reduce in a multi-process run) and the
-        seconds since the window started (read first)."""
+    def read(self, device: torch.device) -> tuple[int, int, float, float]:
+        """(samples, tokens, seconds of audio) of all ranks together (one all-reduce in a
+        multi-process run) and the seconds since the window started (read first)."""
         elapsed = time.perf_counter() - self.start
         if distributed.world_size() == 1:
-            return self.samples, self.tokens, elapsed
-        samples, tokens = distributed.all_reduce_(torch.tensor([self.samples, self.tokens], device=device)).tolist()
-        return samples, tokens, elapsed
+            return self.samples, self.tokens, self.audio, elapsed
+        totals = distributed.all_reduce_(torch.tensor([self.samples, self.tokens, self.audio], device=device,
+                                                      dtype=torch.float64)).tolist()
+        return int(totals[0]), int(totals[1]), totals[2], elapsed
 
 
 class Evaluation:

@@ -35,7 +35,7 @@ def capture(trainer) -> dict:
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
-    samples, tokens, _ = trainer.window.read(trainer.device)
+    samples, tokens, _, _ = trainer.window.read(trainer.device)
     return {
         "optimizer": None if trainer.sharded else trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict(),

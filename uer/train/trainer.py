@@ -256,16 +256,17 @@ class Trainer:
 
     def _log_window(self, sums: MetricSums, norm: torch.Tensor, run_log: RunLog | None, bar: tqdm) -> dict:
         """The train metrics of the steps since the last log line (summed over ranks), the learning
-        rate, throughput of all ranks (samples/s, tokens/s), MFU and the last gradient norm: written
-        to ``metrics.jsonl``, TensorBoard and the progress bar; the window restarts."""
+        rate, throughput of all ranks (samples/s, and tokens/s or, for speech, seconds of audio/s), MFU
+        and the last gradient norm: written to ``metrics.jsonl``, TensorBoard and the progress bar;
+        the window restarts."""
         self.guard.check()
-        samples, tokens, elapsed = self.window.read(self.device)
+        samples, tokens, audio, elapsed = self.window.read(self.device)
         steps = self.step - self.window_start
         distributed.all_reduce_sums(sums)
         last = sums.means()
         last.update(lr=self.scheduler.get_last_lr()[0], samples_per_s=samples / elapsed,
-                    tokens_per_s=tokens / elapsed, mfu=self.flops_per_step * steps / elapsed / self.peak,
-                    grad_norm=float(norm))
+                    **({"audio_s_per_s": audio / elapsed} if audio else {"tokens_per_s": tokens / elapsed}),
+                    mfu=self.flops_per_step * steps / elapsed / self.peak, grad_norm=float(norm))
         if self.guard.skipped:
             last["skipped_steps"] = self.guard.skipped
         self.samples_seen += samples
@@ -273,7 +274,8 @@ class Trainer:
         if run_log is not None:
             run_log.write(self.step, "train", last)
         bar.set_postfix(loss=f"{last['loss']:.4f}" if "loss" in last else None,
-                        **({"tok/s": f"{last['tokens_per_s']:.0f}"} if tokens else
+                        **({"audio s/s": f"{last['audio_s_per_s']:.1f}"} if audio else
+                           {"tok/s": f"{last['tokens_per_s']:.0f}"} if tokens else
                            {"samples/s": f"{last['samples_per_s']:.1f}"}))
         self.window.restart()
         self.window_start = self.step
