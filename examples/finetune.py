@@ -93,10 +93,13 @@ def _set_labels(model_cfg: DictConfig, num_labels: int | None) -> None:
             part.num_labels = num_labels
 
 
-def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_labels: int | None):
+def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_labels: int | None,
+                     tokenizer: Tokenizer | None = None):
     """The model for a task: the checkpoint ``trainer.init_from`` (uer or Hugging Face; its model
     config and tokenizer) with the target replaced by ``conf/model/target/<target>.yaml``, or the
     preset named by ``+model=`` with the tokenizer ``task.tokenizer``, from random initialization.
+    A given ``tokenizer`` (the task data's, e.g. characters trained on speech transcripts) replaces
+    the checkpoint's or ``task.tokenizer``.
 
     The embedding and encoder weights come from the checkpoint; so does the pooler of a BERT-style
     pretraining head (``target.sp.pooler``), as transformers does for ``BertForSequenceClassification``.
@@ -121,15 +124,15 @@ def build_task_model(cfg: DictConfig, model_args: list[str], target: str, num_la
         model_cfg = OmegaConf.create({"model": saved.model})
         model_cfg.model.target = target_config(target)
         model_cfg.merge_with(OmegaConf.from_dotlist([a.lstrip("+") for a in overrides]))
-        tokenizer = pretrained.tokenizer
+        tokenizer = tokenizer or pretrained.tokenizer
         if tokenizer is None:
             raise UerError(f"{where}: the checkpoint has no tokenizer")
     else:
         if not any(a.startswith("+model=") for a in model_args):
             raise UerError("no model: pass trainer.init_from=<uer or Hugging Face checkpoint> or +model=<preset>")
-        if not cfg.task.get("tokenizer"):
+        if tokenizer is None and not cfg.task.get("tokenizer"):
             raise UerError("task.tokenizer: a model from a preset needs a tokenizer (vocab.txt, tokenizer.json ...)")
-        tokenizer = Tokenizer.load(cfg.task.tokenizer)
+        tokenizer = tokenizer or Tokenizer.load(cfg.task.tokenizer)
         model_cfg = compose_config([*model_args, f"model/target={target}",
                                     f"model.vocab_size={tokenizer.vocab_size}"])
     _set_labels(model_cfg.model, num_labels)
@@ -344,6 +347,16 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
                    Path(trainer.output_dir) / f"test_predictions{suffix}", batch_size, progress=cfg.trainer.progress)
     log.info("best dev and test scores: %s", " ".join(f"{k}={v:.4f}" for k, v in result.items()))
     return result
+
+
+def script_main(run, doc: str, config_dir: Path, argv: list[str]) -> int:
+    """The body of a recipe script with its own ``run(argv)``: ``-h``/``--help`` prints ``doc`` and
+    the recipe's ``config.yaml`` (every key with its default and comment); otherwise ``run(argv)``,
+    exit status 0, or 2 with one ``error:`` line on bad input."""
+    if {"-h", "--help"} & set(argv):
+        print(doc + "\nkeys and defaults:\n" + (Path(config_dir) / "config.yaml").read_text(encoding="utf-8"))
+        return 0
+    return run_command(lambda args: (run(args), 0)[1], argv)
 
 
 def main(task, script: str, argv: list[str]) -> int:

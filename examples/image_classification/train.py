@@ -27,8 +27,15 @@ from torch import nn
 from uer.preprocess.images import ImageProcessor
 
 from examples.features import Rows
-from examples.finetune import best_model, callbacks, compose_recipe, finetune_config, load_body, target_config
-from uer.cli.common import run_command
+from examples.finetune import (
+    best_model,
+    callbacks,
+    compose_recipe,
+    finetune_config,
+    load_body,
+    script_main,
+    target_config,
+)
 from uer.config import compose_config, resolve
 from uer.convert import load_pretrained
 from uer.data.images import ImageCollator
@@ -175,10 +182,7 @@ def run(argv: list[str]) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     """``-h`` prints the usage and the config; otherwise :func:`run`, exit 0, or 2 with one ``error:`` line."""
-    if {"-h", "--help"} & set(argv):
-        print(__doc__ + "\nkeys and defaults:\n" + (HERE / "config.yaml").read_text(encoding="utf-8"))
-        return 0
-    return run_command(lambda args: (run(args), 0)[1], argv)
+    return script_main(run, __doc__, HERE, argv)
 
 
 if __name__ == "__main__":

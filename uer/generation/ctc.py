@@ -106,3 +106,22 @@ def ctc_beam_decode(logits: torch.Tensor, lengths: torch.Tensor | None = None, b
     lengths = _check(logits, lengths)
     log_probs = torch.log_softmax(logits.detach().float(), dim=-1).cpu()
     return [_prefix_beam(row[:n].tolist(), beam_size, blank_id) for row, n in zip(log_probs, lengths.tolist())]
+
+
+def ctc_transcripts(model, batch: dict[str, torch.Tensor], blank_id: int, beam_size: int = 1) -> list[list[int]]:
+    """Token ids of each utterance of ``batch`` from a CTC model (a :class:`~uer.models.model.Model`
+    with a CTC target, e.g. wav2vec 2.0 + CTC): encode, frame logits (B, T', V), then best path
+    (``beam_size`` 1, :func:`ctc_greedy_decode`) or prefix beam search (:func:`ctc_beam_decode`)
+    over each utterance's real frames (the encoder's mask).
+
+    Raises:
+        ValueError: ``beam_size`` < 1.
+    """
+    hidden, mask = model.encode(batch)
+    logits = model.logits(hidden)
+    lengths = None if mask is None else mask.sum(-1)
+    if beam_size > 1:
+        return ctc_beam_decode(logits, lengths, blank_id, beam_size=beam_size)
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    return ctc_greedy_decode(logits, lengths, blank_id)

@@ -17,7 +17,7 @@ from uer.data.audio import AUDIO_EXTENSIONS, load_audio, read_manifest
 from uer.data.fbank import fbank_features
 from uer.data.speech import WaveformCollator, pad_frames
 from uer.errors import UerError
-from uer.generation.ctc import ctc_beam_decode, ctc_greedy_decode
+from uer.generation.ctc import ctc_transcripts
 from uer.generation.generate import generate
 from uer.generation.text import decoder_start_id, special_ids
 from uer.targets.ctc import CtcTarget
@@ -87,12 +87,7 @@ class Transcriber:
         """Token ids of each waveform's transcript (without specials for S2T; up to its eos)."""
         batch = self.inputs(waveforms)
         if self.ctc is not None:
-            hidden, mask = self.model.encode(batch)
-            logits = self.model.logits(hidden)
-            lengths = None if mask is None else mask.sum(-1)
-            if beam > 1:
-                return ctc_beam_decode(logits, lengths, self.ctc.blank_id, beam_size=beam)
-            return ctc_greedy_decode(logits, lengths, self.ctc.blank_id)
+            return ctc_transcripts(self.model, batch, self.ctc.blank_id, beam)
         ids = special_ids(self.tokenizer)
         tokens = generate(self.model, batch, max_new_tokens=max_new_tokens, strategy="beam" if beam > 1 else "greedy",
                           num_beams=beam, eos_token_id=ids["eos"], pad_token_id=ids["pad"],
