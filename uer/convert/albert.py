@@ -48,4 +48,5 @@ FAMILY = Family(
     ),
     max_positions=lambda m: m.max_seq_length,
     input_names=("input_ids", "token_type_ids", "attention_mask"),
+    tokenizer_class="AlbertTokenizerFast",
 )

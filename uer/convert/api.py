@@ -15,10 +15,11 @@ from safetensors.torch import save_file
 from uer.config import resolve
 from uer.convert import engine
 from uer.convert.configs import export_head, hf_config_for
-from uer.convert.files import copy_passed_through, kind_of, set_input_names, staged
+from uer.convert.files import copy_passed_through, kind_of, staged
 from uer.convert.load import load_pretrained
 from uer.convert.peft import adapter_kind, export_peft, import_peft
 from uer.convert.reader import HF_DEFAULT_LABELS, TASK_TARGETS, read_hf, with_num_labels
+from uer.convert.tokenizer_config import finish_tokenizer_config
 from uer.models.pretrained import WEIGHTS, save_pretrained
 
 log = logging.getLogger("uer")
@@ -69,7 +70,8 @@ def hf_to_uer(src: str | Path, dst: str | Path, architecture: str | None = None)
 
 def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None) -> Path:
     """Write the Hugging Face model directory of the uer checkpoint ``src`` to ``dst``: config.json,
-    model.safetensors, the tokenizer (if the checkpoint has one), for causal LMs
+    model.safetensors, the tokenizer (if the checkpoint has one, named as the family's
+    ``transformers`` class where that class encodes alike: :mod:`uer.convert.tokenizer_config`), for causal LMs
     generation_config.json, and for image models the preprocessor_config.json the checkpoint brought
     or, where the family has one (CLIP), its image processor's settings.
 
@@ -97,7 +99,7 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
         save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(out, model_max_length=family.max_positions(model_cfg))
-            set_input_names(out, family.input_names)
+            finish_tokenizer_config(out, family.input_names, family.tokenizer_class)
         if family.generation:  # transformers is imported only when converting (uer.convert loads with training)
             from transformers import GenerationConfig  # lazy: as in uer.convert.configs
 

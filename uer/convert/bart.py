@@ -86,4 +86,5 @@ FAMILY = Family(
     heads=(lm_head("BartForConditionalGeneration"),),
     max_positions=lambda m: m.max_seq_length - 2,
     generation=True,
+    tokenizer_class="BartTokenizerFast",
 )

@@ -39,8 +39,7 @@ import torch
 
 from uer.convert.bert import activation
 from uer.convert.spec import QKV, ConfigKey, Family, Head, Rule, Transform, params
-from uer.convert.vit import image_keys, square
-from uer.data.images import STANDARD_MEAN, STANDARD_STD
+from uer.convert.vit import image_keys, square, square_image_processor
 
 LAYER = "beit.encoder.layer.{i}"
 UER_LAYER = "encoder.layers.{i}"
@@ -86,13 +85,8 @@ def layer_scale_check(config) -> str | None:
 
 def image_processor(model_cfg) -> dict:
     """The ``preprocessor_config.json`` of transformers' ``BeitImageProcessor`` giving the pixels of
-    :class:`uer.data.images.ImageCollator`: resize to the square image size (bicubic), no crop, /255,
-    mean = std = 0.5 per channel."""
-    size, channels = model_cfg.image_size, model_cfg.channels
-    return {"image_processor_type": "BeitImageProcessor", "do_resize": True,
-            "size": {"height": size, "width": size}, "resample": 3, "do_center_crop": False, "do_rescale": True,
-            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [STANDARD_MEAN] * channels,
-            "image_std": [STANDARD_STD] * channels, "do_reduce_labels": False}
+    :class:`uer.data.images.ImageCollator` (:func:`uer.convert.vit.square_image_processor`)."""
+    return {**square_image_processor("BeitImageProcessor", model_cfg), "do_reduce_labels": False}
 
 
 FAMILY = Family(

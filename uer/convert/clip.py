@@ -161,4 +161,5 @@ FAMILY = Family(
     max_positions=lambda m: m.max_seq_length,
     token_values=token_values,
     image_processor=image_processor,
+    tokenizer_class="CLIPTokenizerFast",
 )

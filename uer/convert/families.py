@@ -21,5 +21,7 @@ def family_of(model_type: str, where: str) -> Family:
 
 
 def supported() -> str:
-    """One line per family: ``bert: BertForPreTraining, BertForMaskedLM, BertModel``."""
-    return "\n".join(f"  {t}: {', '.join(h.architecture for h in f.heads)}" for t, f in FAMILIES.items())
+    """One line per family: ``bert: BertForPreTraining, BertForMaskedLM, BertModel``; each architecture
+    once (T5's four heads are all ``T5ForConditionalGeneration``)."""
+    return "\n".join(f"  {t}: {', '.join(dict.fromkeys(h.architecture for h in f.heads))}"
+                     for t, f in FAMILIES.items())

@@ -88,15 +88,6 @@ def read_hf_tokenizer(src: Path):
     return None
 
 
-def set_input_names(directory: Path, names: tuple[str, ...]) -> None:
-    """Record in a saved tokenizer's ``tokenizer_config.json`` which fields transformers' tokenizer
-    returns (``model_input_names``), so BERT-style exports give ``token_type_ids`` too."""
-    path = Path(directory) / "tokenizer_config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
-    config["model_input_names"] = list(names)
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-
-
 def copy_passed_through(src: Path, dst: Path) -> None:
     """Copy the :data:`PASSED_THROUGH` files that ``src`` has into ``dst``."""
     for name in PASSED_THROUGH:

@@ -53,4 +53,5 @@ FAMILY = Family(
     ignored=(r"(^|\.)attn\.(masked_)?bias$",),
     max_positions=lambda m: m.max_seq_length,
     generation=True,
+    tokenizer_class="GPT2TokenizerFast",
 )

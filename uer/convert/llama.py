@@ -151,8 +151,8 @@ def family(model_type: str, architecture: str, presets: tuple[str, ...], *, qkv_
 
 
 LLAMA = family("llama", "LlamaForCausalLM", ("llama2_7b", "llama3_8b", "llama_mini", "llama_tiny"),
-               fixed={"attention_bias": (False,), "mlp_bias": (False,)})
-MISTRAL = family("mistral", "MistralForCausalLM", ("mistral_7b",),
+               fixed={"attention_bias": (False,), "mlp_bias": (False,)}, tokenizer_class="LlamaTokenizerFast")
+MISTRAL = family("mistral", "MistralForCausalLM", ("mistral_7b",), tokenizer_class="LlamaTokenizerFast",
                  token_values=lambda _m, _t: {"sliding_window": None})  # exported: no window (v0.2 and later)
 QWEN2 = family("qwen2", "Qwen2ForCausalLM", ("qwen2_0_5b",), qkv_bias=True, config=(),
-               fixed={"use_sliding_window": (False,)})
+               fixed={"use_sliding_window": (False,)}, tokenizer_class="Qwen2TokenizerFast")

@@ -23,4 +23,5 @@ FAMILY = Family(
     heads=(lm_head("PegasusForConditionalGeneration"),),
     max_positions=lambda m: m.max_seq_length,
     generation=True,
+    tokenizer_class="PegasusTokenizerFast",
 )

@@ -40,4 +40,5 @@ FAMILY = Family(
                                 *params("classifier.out_proj", "target.cls.classifier"))),
     ),
     max_positions=lambda m: m.max_seq_length - m.embedding.parts.position.offset,
+    tokenizer_class="RobertaTokenizerFast",
 )

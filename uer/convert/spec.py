@@ -24,7 +24,7 @@ class Transform:
     def to_hf(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def bound(self, model: torch.nn.Module, name: str) -> "Transform":
+    def bound(self, model: torch.nn.Module, name: str) -> Transform:
         """This transform for the uer parameter ``name`` of ``model`` (export): itself, unless the
         split depends on sizes only the model knows (grouped-query q/k/v)."""
         return self
@@ -213,6 +213,9 @@ class Family:
             config.json did not record them (CLIP's ``text_config`` token ids).
         image_processor: uer model config -> the ``preprocessor_config.json`` an export writes when
             the checkpoint brought none, or None for no such file.
+        tokenizer_class: the family's ``transformers`` tokenizer class (``BertTokenizerFast``), named
+            in the exported ``tokenizer_config.json`` when it encodes as the saved tokenizer does
+            (:func:`uer.convert.files.name_tokenizer_class`); None: the generic class.
 
     HF config keys may be dotted (``text_config.hidden_size``) to reach into a sub-config.
     """
@@ -232,6 +235,7 @@ class Family:
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     token_values: Callable[[Any, Any], dict] = lambda model_cfg, tokenizer: {}
     image_processor: Callable[[Any], dict] | None = None
+    tokenizer_class: str | None = None
 
     def head(self, architecture: str) -> Head:
         """The head called ``architecture``; UerError listing the supported ones otherwise."""

@@ -104,4 +104,5 @@ FAMILY = Family(
     heads=(head(tied=True, gated=False), head(tied=False, gated=True), head(tied=True, gated=True),
            head(tied=False, gated=False)),
     generation=True,
+    tokenizer_class="T5TokenizerFast",
 )

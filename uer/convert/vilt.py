@@ -101,5 +101,6 @@ FAMILY = Family(
     ),
     max_positions=lambda m: m.max_seq_length,
     input_names=("input_ids", "token_type_ids", "attention_mask"),
+    tokenizer_class="BertTokenizerFast",
     image_processor=image_processor,
 )

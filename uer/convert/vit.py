@@ -4,12 +4,15 @@ Tensor names are those ``transformers`` writes (``vit.encoder.layer.{i}.attentio
 ...; it renames them to its new module layout when loading). ``ViTModel`` has a pooler (dense + tanh
 on the [CLS] vector) and no classifier: it imports into the ViT preset with the cls target's
 ``pooler: true``, the classifier left at uer's seeded initialization and listed under
-``convert.initialized``; exporting as ``ViTModel`` drops the classifier again.
+``convert.initialized``; exporting as ``ViTModel`` drops the classifier again. An export writes the
+``ViTImageProcessor`` settings of uer's pixels (:func:`square_image_processor`), so
+``AutoImageProcessor`` loads it.
 """
 from __future__ import annotations
 
 from uer.convert.bert import ENCODER_KEYS
 from uer.convert.spec import ConfigKey, Family, Head, Rule, fused_qkv, params
+from uer.data.images import STANDARD_MEAN, STANDARD_STD
 from uer.errors import UerError
 
 LAYER = "vit.encoder.layer.{i}"
@@ -38,6 +41,18 @@ def pooler_check(config) -> str | None:
     if size not in (None, config.hidden_size):
         return f"pooler_output_size={size} differs from hidden_size={config.hidden_size}"
     return None
+
+
+def square_image_processor(processor_type: str, model_cfg) -> dict:
+    """The ``preprocessor_config.json`` of the transformers image processor ``processor_type``
+    (``ViTImageProcessor``, ``BeitImageProcessor``) giving the pixels of
+    :class:`uer.data.images.ImageCollator`: resize to the square ``model.image_size`` (bicubic), no
+    crop, /255, mean = std = 0.5 per channel (``model.channels``)."""
+    size, channels = model_cfg.image_size, model_cfg.channels
+    return {"image_processor_type": processor_type, "do_resize": True,
+            "size": {"height": size, "width": size}, "resample": 3, "do_center_crop": False, "do_rescale": True,
+            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [STANDARD_MEAN] * channels,
+            "image_std": [STANDARD_STD] * channels}
 
 
 FAMILY = Family(
@@ -74,4 +89,5 @@ FAMILY = Family(
              rules=params("vit.pooler.dense", "target.cls.pooler"), uer_only=("target.cls.classifier.",),
              base_model=True),
     ),
+    image_processor=lambda model_cfg: square_image_processor("ViTImageProcessor", model_cfg),
 )
