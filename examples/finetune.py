@@ -47,7 +47,8 @@ class FinetuneConfig:
     ``freeze_encoder_steps``: train only the task head for that many steps. ``layer_decay`` < 1: the
     learning rate of layer l of L is ``lr · layer_decay^(L + 1 - l)``. ``class_weights``: loss weight
     per label, in label order: the task target's ``class_weights`` option (the same as
-    ``model.target.<head>.class_weights``).
+    ``model.target.<head>.class_weights``). ``test_limit`` > 0: score only the first that many
+    examples of ``task.test`` (0 = all).
 
     Best checkpoint, early stopping and freezing are :mod:`uer.train.callbacks` (see :func:`callbacks`).
     """
@@ -60,6 +61,7 @@ class FinetuneConfig:
     freeze_encoder_steps: int = 0
     layer_decay: float = 1.0
     class_weights: list[float] | None = None
+    test_limit: int = 0
 
 
 def compose_recipe(config_dir: Path, argv: list[str]) -> tuple[DictConfig, list[str]]:
@@ -222,7 +224,7 @@ def finetune_config(cfg: DictConfig) -> FinetuneConfig:
     ft = validated(cfg.finetune, FinetuneConfig, "finetune")
     if ft.epochs < 1:
         raise UerError(f"finetune.epochs={ft.epochs}: must be >= 1")
-    for key in ("max_steps", "eval_every", "patience", "freeze_encoder_steps"):
+    for key in ("max_steps", "eval_every", "patience", "freeze_encoder_steps", "test_limit"):
         if getattr(ft, key) < 0:
             raise UerError(f"finetune.{key}={getattr(ft, key)}: must be >= 0 (0 = off)")
     if not 0 < ft.layer_decay <= 1:
@@ -284,14 +286,29 @@ def score_rows(model, rows: Rows, pad_id: int, batch_size: int, head, score, pre
     return {**evaluation.result(), **score(out)}
 
 
-def evaluator_for(rows: Rows, pad_id: int, batch_size: int, head, score):
-    """A Trainer evaluator: :func:`score_rows` on the dev rows."""
+class DevEvaluator:
+    """A Trainer evaluator: :func:`score_rows` on the dev ``rows``. It remembers each evaluation's
+    scores by step, so the recipe reports the best checkpoint's dev scores (:meth:`best`) without
+    scoring the dev set once more."""
 
-    def evaluate(trainer) -> dict[str, float]:
-        return score_rows(trainer.model, rows, pad_id, batch_size, head, score, trainer.cfg.precision,
-                          progress=False)
+    def __init__(self, rows: Rows, pad_id: int, batch_size: int, head, score):
+        self.rows, self.pad_id, self.batch_size, self.head, self.score = rows, pad_id, batch_size, head, score
+        self.scores: dict[int, dict[str, float]] = {}
 
-    return evaluate
+    def __call__(self, trainer) -> dict[str, float]:
+        result = score_rows(trainer.model, self.rows, self.pad_id, self.batch_size, self.head, self.score,
+                            trainer.cfg.precision, progress=False)
+        self.scores[trainer.step] = result
+        return result
+
+    def best(self, trainer) -> dict[str, float]:
+        """The dev scores of the weights in ``<output_dir>/best``: those of the evaluation that
+        :class:`BestCheckpoint` kept, scored again only when this process did not see it (a resumed
+        run whose best came before the resume) or when there was no evaluation."""
+        kept = next((c.best for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+        if kept is not None and kept[0] in self.scores:
+            return self.scores[kept[0]]
+        return self(trainer)
 
 
 def best_model(trainer):
@@ -304,13 +321,14 @@ def best_model(trainer):
 
 def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     """The recipe of a task module: fine-tune on ``task.train`` with dev evaluation every epoch, keep
-    the best, score it on ``task.dev`` and the labeled ``task.test``, and write predictions for
+    the best, report its dev scores, score it on the labeled ``task.test`` (its first
+    ``finetune.test_limit`` examples, if > 0), and write predictions for
     ``task.test_nolabel`` to ``<output_dir>/test_predictions.*``. Returns ``dev/*`` and ``test/*``:
     the loss and the task's metrics.
 
     A task module has ``TARGET`` (the target config) and ``HEAD`` (its name in the model), and:
     ``labels(cfg) -> (labels, names) | (None, None)``; ``load(path, tokenizer, task_cfg, model_cfg,
-    labels) -> (Rows, context)``; ``score(predictions, context) -> metrics``; ``head(model, hidden,
+    labels, limit=0) -> (Rows, context)`` (the first ``limit`` examples when > 0); ``score(predictions, context) -> metrics``; ``head(model, hidden,
     batch)``; ``infer(model, run_cfg, tokenizer, source, output, batch_size)``.
 
     Raises:
@@ -327,7 +345,7 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     pad_id = tokenizer.pad_token_id or 0
     batch_size = cfg.task.batch_size
     dev_rows, dev_context = data["dev"]
-    evaluator = evaluator_for(dev_rows, pad_id, batch_size, task.head, lambda out: task.score(out, dev_context))
+    evaluator = DevEvaluator(dev_rows, pad_id, batch_size, task.head, lambda out: task.score(out, dev_context))
     hf = dict(record)
     if names is not None:
         hf.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
@@ -335,9 +353,9 @@ def run_recipe(task, config_dir: Path, argv: list[str]) -> dict[str, float]:
     trainer = train(Job(cfg, ft, model, tokenizer, data["train"][0], dev_rows, evaluator,
                         run_config(cfg, model_cfg, meta, hf)))
     model = best_model(trainer)
-    report = {"dev": evaluator(trainer)}
+    report = {"dev": evaluator.best(trainer)}
     if cfg.task.get("test"):
-        rows, context = task.load(cfg.task.test, tokenizer, cfg.task, model_cfg, labels)
+        rows, context = task.load(cfg.task.test, tokenizer, cfg.task, model_cfg, labels, limit=ft.test_limit)
         report["test"] = score_rows(model, rows, pad_id, batch_size, task.head, lambda out: task.score(out, context),
                                     cfg.trainer.precision, desc="test", progress=cfg.trainer.progress)
     result = {f"{split}/{k}": v for split, scores in report.items() for k, v in scores.items() if "/" not in k}

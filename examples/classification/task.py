@@ -68,11 +68,13 @@ def labels(cfg: DictConfig) -> tuple[list[str], list[str]]:
     return label_names(cfg, read_tsv(cfg.task.train, ("label", "text_a")))
 
 
-def load(path: str, tokenizer, task_cfg: DictConfig, model_cfg: DictConfig, labels: list[str] | None):
-    """``(features, gold label ids or None)`` of a TSV file; with ``labels`` None the file needs only
-    text columns (test_nolabel)."""
+def load(path: str, tokenizer, task_cfg: DictConfig, model_cfg: DictConfig, labels: list[str] | None,
+         limit: int = 0):
+    """``(features, gold label ids or None)`` of a TSV file (its first ``limit`` rows if > 0); with
+    ``labels`` None the file needs only text columns (test_nolabel)."""
     required = ("text_a",) if labels is None else ("label", "text_a")
-    rows = features(read_tsv(path, required, ("text_b",)), tokenizer, task_cfg.seq_length, model_cfg, labels, path)
+    examples = read_tsv(path, required, ("text_b",))[:limit or None]
+    rows = features(examples, tokenizer, task_cfg.seq_length, model_cfg, labels, path)
     return rows, None if labels is None else np.array(rows.columns["labels"])
 
 

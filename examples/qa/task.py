@@ -153,9 +153,11 @@ def labels(cfg: DictConfig) -> tuple[None, None]:
     return None, None
 
 
-def load(path: str, tokenizer, task_cfg: DictConfig, model_cfg: DictConfig, _labels=None, with_answers=True):
-    """``(window features, (windows, examples))`` of a SQuAD-style JSON file."""
-    examples = read_squad(path, with_answers)
+def load(path: str, tokenizer, task_cfg: DictConfig, model_cfg: DictConfig, _labels=None, limit: int = 0,
+         with_answers=True):
+    """``(window features, (windows, examples))`` of a SQuAD-style JSON file (its first ``limit``
+    questions if > 0)."""
+    examples = read_squad(path, with_answers)[:limit or None]
     rows, meta = windows(examples, tokenizer, task_cfg, segments(model_cfg), with_answers)
     return rows, (meta, examples, task_cfg.max_answer_length)
 

@@ -95,10 +95,11 @@ def labels(cfg: DictConfig) -> tuple[list[str], list[str]]:
     return tags, tags
 
 
-def load(path: str, tokenizer, task_cfg: DictConfig, model_cfg: DictConfig, tags: list[str] | None):
-    """``(features, (first pieces, gold tag lists, tags))`` of a TSV file; with ``tags`` None the
-    file needs only ``text_a`` and there is no gold."""
-    rows = read_tsv(path, ("text_a",) if tags is None else ("text_a", "label"))
+def load(path: str, tokenizer, task_cfg: DictConfig, model_cfg: DictConfig, tags: list[str] | None,
+         limit: int = 0):
+    """``(features, (first pieces, gold tag lists, tags))`` of a TSV file (its first ``limit`` rows
+    if > 0); with ``tags`` None the file needs only ``text_a`` and there is no gold."""
+    rows = read_tsv(path, ("text_a",) if tags is None else ("text_a", "label"))[:limit or None]
     feats, where = features(rows, tokenizer, task_cfg.seq_length, tags, path)
     return feats, (where, None if tags is None else [r["label"].split() for r in rows], tags)
 
