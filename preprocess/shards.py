@@ -3,7 +3,7 @@
 Workers are started with ``spawn`` (safe when the parent holds threads, e.g. torch or a tokenizer
 that already ran in parallel) and run with ``TOKENIZERS_PARALLELISM=false``, so N workers use N
 cores and the Rust tokenizer never forks its thread pool. Each worker writes rows in batches of
-``WRITE_BATCH`` to an Arrow IPC stream (the file format ``datasets.Dataset.from_file`` reads), so
+``WRITE_BATCH`` (``Processor.batches``) to an Arrow IPC stream (the file format ``datasets.Dataset.from_file`` reads), so
 memory is bounded by one shard and one batch. Results come back in shard order whatever the number
 of processes, and a tqdm bar counts finished shards.
 
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from uer.data.tokenizer import Tokenizer
 from uer.preprocess.integrity import damage, file_record, fsync_dir
-from uer.preprocess.processor import Processor, pack
+from uer.preprocess.processor import Processor
 
 WRITE_BATCH = 1000
 """Rows per Arrow record batch."""
@@ -96,11 +96,11 @@ def write_shard(processor: Processor, shard, tokenizer_dir: str | None, path: st
     rows = tokens = 0
     partial = f"{path}.{os.getpid()}.tmp"
     with pa.OSFile(partial, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for batch in pack(processor.generate(shard, tokenizer), WRITE_BATCH):
-            writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-            rows += len(batch)
+        for batch in processor.batches(shard, tokenizer, WRITE_BATCH):
+            writer.write_batch(batch)
+            rows += batch.num_rows
             if "input_ids" in schema.names:
-                tokens += sum(len(row["input_ids"]) for row in batch)
+                tokens += len(batch.column("input_ids").flatten())
     record = file_record(Path(partial))
     os.replace(partial, path)
     marker = Path(path).with_suffix(".json")
@@ -156,7 +156,7 @@ def run_shards(processor: Processor, shards: list, tokenizer_dir: str | None, wo
         results = pool.map(write_shard, *arguments) if pool else map(write_shard, *arguments)
         bar = tqdm(results, total=len(shards), initial=len(shards) - len(todo), unit="shard",
                    desc=f"preprocess {processor.name}")
-        for index, result in zip(todo, bar):
+        for result, index in zip(bar, todo):  # the bar first: its last step is counted before zip stops
             counts[index] = result
         return counts
     except BaseException:
