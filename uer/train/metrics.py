@@ -115,6 +115,15 @@ class Evaluation:
         return result
 
 
+
+def metrics_line(result: dict[str, float]) -> str:
+    """``name=value`` pairs of ``result`` for a log line, 4 decimals, each figure once: a part's
+    metric (``cls/acc``, ``lm/loss``) is left out where the unprefixed name (``acc``, the total
+    ``loss`` of a single target) shows the same figure; metrics.jsonl keeps every key."""
+    shown = {k: f"{v:.4f}" for k, v in result.items()}
+    return " ".join(f"{k}={text}" for k, text in shown.items()
+                    if "/" not in k or shown.get(k.rsplit("/", 1)[1]) != text)
+
 class RunLog:
     """Appends records to ``<output_dir>/metrics.jsonl`` and TensorBoard event files in
     ``<output_dir>/tensorboard`` (tags ``<split>/<name>``).

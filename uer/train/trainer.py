@@ -19,7 +19,7 @@ from uer.train.checkpoint import list_checkpoints, prune_checkpoints, save_check
 from uer.train.config import TrainerConfig
 from uer.train.flops import count_flops, peak_flops
 from uer.train.lock import own_output_dir
-from uer.train.metrics import Evaluation, MetricSums, RunLog, Throughput
+from uer.train.metrics import Evaluation, MetricSums, RunLog, Throughput, metrics_line
 from uer.train.nonfinite import NonFiniteError, NonFiniteGuard
 from uer.train.state import capture, restore
 
@@ -318,5 +318,5 @@ class Trainer:
         if run_log is not None:
             run_log.write(self.step, "eval", result)
         if self.main:
-            log.info("step %d eval %s", self.step, " ".join(f"{k}={v:.4f}" for k, v in result.items()))
+            log.info("step %d eval %s", self.step, metrics_line(result))
         return result
