@@ -122,7 +122,9 @@ def test_padding_attention_and_passthrough_fields(collator, pairs):
     unpadded = collator(take(pairs, same), rngs(same))
     assert "attention_mask" not in unpadded and unpadded["input_ids"].shape == (len(same), lengths[0])
     plain = collator({"input_ids": pairs["input_ids"][:3]}, rngs(range(3)))
-    assert set(plain) == {"input_ids", "labels", "attention_mask"}
+    assert set(plain) == {"input_ids", "labels", "masked_positions", "attention_mask"}
+    # the flat row-major positions MlmTarget gathers: exactly the predicted entries, in order
+    assert torch.equal(batch["masked_positions"], torch.nonzero(batch["labels"].flatten() != -100).squeeze(1))
 
 
 def test_padding_is_never_masked_even_if_pad_is_not_listed_special(tokenizer):

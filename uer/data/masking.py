@@ -67,6 +67,8 @@ class MlmCollator:
     is padded with 0, ``next_sentence_label`` becomes a (B,) tensor.
 
     ``__call__(rows: dict[str, list], rngs) -> batch`` with ``input_ids`` (B, S), ``labels`` (B, S),
+    ``masked_positions`` (N,) int64 (the flat row-major indices of the N predicted entries of
+    ``labels``, which `uer.targets.mlm.MlmTarget` gathers without a data-dependent shape),
     ``attention_mask`` (B, S) only when some row is padded, and the passed-through fields.
 
     Args:
@@ -106,7 +108,8 @@ class MlmCollator:
     def __call__(self, rows: dict[str, list], rngs: list[np.random.Generator]) -> dict[str, torch.Tensor]:
         ids, attention = pad(rows["input_ids"], self.pad_id)
         input_ids, labels = self.mask(ids, attention, rngs)
-        batch = {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels)}
+        batch = {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
+                 "masked_positions": torch.from_numpy(np.flatnonzero(labels != -100))}
         if attention is not None:
             batch["attention_mask"] = torch.from_numpy(attention)
         if "token_type_ids" in rows:
