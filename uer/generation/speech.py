@@ -43,7 +43,11 @@ def recordings(sources: Iterable[str | Path]) -> list[str]:
 
 
 def ctc_part(model: nn.Module) -> CtcTarget | None:
-    """The model's CTC target part, or None (then the model must be an encoder-decoder)."""
+    """The model's CTC target part, or None (then the model must be an encoder-decoder). An
+    encoder-decoder has none: it transcribes with its decoder, also when it trained a CTC head on its
+    encoder beside it (hybrid CTC/attention, :mod:`uer.targets.encoder_ctc`)."""
+    if getattr(model, "decoder", None) is not None:
+        return None
     return next((m for m in model.target.modules() if isinstance(m, CtcTarget)), None)
 
 

@@ -11,7 +11,9 @@ from uer.targets.output import TargetOutput
 class Model(nn.Module):
     """Embedding -> encoder [-> target embedding + decoder] -> target.
 
-    ``forward(batch) -> TargetOutput``; ``encode(batch) -> (hidden: (B, S, D), mask: (B, S) bool | None)``;
+    ``forward(batch) -> TargetOutput`` (an encoder-decoder's target also finds the encoder's output in
+    the batch as ``encoder_hidden_states`` (B, S, D) and ``encoder_attention_mask`` (B, S) bool | None);
+    ``encode(batch) -> (hidden: (B, S, D), mask: (B, S) bool | None)``;
     seq2seq: ``decode(batch, memory, memory_mask) -> (B, T, D)``; ``logits(hidden) -> (B, T, V)``.
 
     Incremental decoding (generation) passes a :class:`~uer.layers.kv_cache.KVCache` to ``encode``
@@ -130,6 +132,8 @@ class Model(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> TargetOutput:
         hidden, mask = self.encode(batch)
         if self.decoder is not None:
+            # the encoder's output stays in the batch for targets on the source side (hybrid CTC/attention)
+            batch = {**batch, "encoder_hidden_states": hidden, "encoder_attention_mask": mask}
             hidden = self.decode(batch, hidden, mask)
         return self.target(hidden, batch)
 
