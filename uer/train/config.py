@@ -40,6 +40,7 @@ class TrainerConfig:
     device: str = "auto"
     allowed_targets: list[str] = field(default_factory=list)
     progress: bool = True
+    peak_tflops: float | None = None
 
 
 @dataclass
@@ -109,6 +110,8 @@ def check_trainer(t: TrainerConfig) -> None:
     require(0 <= t.seed < SEED_LIMIT, "trainer.seed", t.seed, f">= 0 and < 2**{SEED_LIMIT.bit_length() - 1}")
     require(math.isfinite(t.grad_clip) and t.grad_clip >= 0, "trainer.grad_clip", t.grad_clip, ">= 0 (0 = off)")
     check_device(t.device, "trainer.device")
+    require(t.peak_tflops is None or (math.isfinite(t.peak_tflops) and t.peak_tflops > 0), "trainer.peak_tflops",
+            t.peak_tflops, "> 0 (TFLOP/s), or null")
     if t.strategy not in STRATEGIES:
         raise UerError(f"trainer.strategy={t.strategy}; choose one of {', '.join(STRATEGIES)}")
     if t.on_nonfinite not in NONFINITE_POLICIES:

@@ -17,7 +17,7 @@ from uer.train import distributed
 from uer.train.callbacks import Callback
 from uer.train.checkpoint import list_checkpoints, prune_checkpoints, save_checkpoint
 from uer.train.config import TrainerConfig
-from uer.train.flops import count_flops, peak_flops
+from uer.train.flops import Peak, count_flops
 from uer.train.lock import own_output_dir
 from uer.train.metrics import Evaluation, MetricSums, RunLog, Throughput, metrics_line
 from uer.train.nonfinite import NonFiniteError, NonFiniteGuard
@@ -78,7 +78,7 @@ class Trainer:
         self.step, self.samples_seen, self.tokens_seen = 0, 0, 0
         self.flops_per_step: int | None = None
         self.guard = NonFiniteGuard(cfg, self.device, self.output_dir)
-        self.window, self.peak = Throughput(), 1.0  # this log window; peak FLOP/s (measured by fit)
+        self.window, self.peak = Throughput(), None  # this log window; the MFU peak (flops.Peak, made by fit)
         self.window_start = 0  # the step the log window started after (a resumed run starts mid-window)
 
     @property
@@ -212,7 +212,7 @@ class Trainer:
     def _fit(self, stop: int, stop_request: distributed.StopRequest) -> dict[str, float]:
         cfg = self.cfg
         run_log = RunLog(self.output_dir, self.step) if self.main else None  # rank 0 writes logs and metrics
-        self.peak = peak_flops(self.device, self.dtype)
+        self.peak = Peak(self.device, self.dtype, cfg.peak_tflops)
         sums, last, batches, saved_at = MetricSums(), {}, iter(self.train_loader), self.step
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress or not self.main,
                    desc="train", dynamic_ncols=True)
@@ -266,7 +266,7 @@ class Trainer:
         last = sums.means()
         last.update(lr=self.scheduler.get_last_lr()[0], samples_per_s=samples / elapsed,
                     **({"audio_s_per_s": audio / elapsed} if audio else {"tokens_per_s": tokens / elapsed}),
-                    mfu=self.flops_per_step * steps / elapsed / self.peak, grad_norm=float(norm))
+                    mfu=self.peak.mfu(self.flops_per_step * steps / elapsed), grad_norm=float(norm))
         if self.guard.skipped:
             last["skipped_steps"] = self.guard.skipped
         self.samples_seen += samples
