@@ -1,4 +1,5 @@
-"""``uer-convert SRC DST [--arch NAME]``: Hugging Face model directory <-> uer checkpoint."""
+"""``uer-convert SRC DST [--arch NAME]``: Hugging Face model directory <-> uer checkpoint; a
+TencentPretrain/UER-py ``.bin`` (``--config``, ``--vocab``) -> uer checkpoint."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,11 @@ exported by uer-convert; a PEFT adapter directory converts to a uer adapter-only
 --merge-adapter folds the adapter into its base weights and writes a plain uer checkpoint:
   uer-convert <run>/checkpoints/step_1000 ./my-lora-peft
   uer-convert ./my-lora-peft ./my-lora-uer --base ./base-uer
-  uer-convert <run>/checkpoints/step_1000 ./merged-uer --merge-adapter"""
+  uer-convert <run>/checkpoints/step_1000 ./merged-uer --merge-adapter
+
+TencentPretrain / UER-py checkpoints (BERT and GPT-2 layouts) import from their .bin and JSON config:
+  uer-convert cluecorpussmall_bert_base.bin ./bert-uer --config models/bert/base_config.json \
+      --vocab models/google_zh_vocab.txt"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
                    help="SRC is a LoRA checkpoint: write it with the adapter merged into the base weights")
     p.add_argument("--base", metavar="DIR", default=None,
                    help="SRC is a PEFT adapter: the base model it adapts (default: its base_model_name_or_path)")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="SRC is a TencentPretrain/UER-py .bin: their JSON model config (models/bert/base_config.json)")
+    p.add_argument("--vocab", metavar="FILE", default=None,
+                   help="SRC is a TencentPretrain/UER-py .bin: their vocabulary (vocab.txt), saved as the tokenizer")
     return p
 
 
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.merge_adapter:
             merge(options.src, options.dst)
         else:
-            convert(options.src, options.dst, options.arch, options.base)
+            convert(options.src, options.dst, options.arch, options.base, options.config, options.vocab)
         return 0
 
     return run_command(job, argv)

@@ -19,7 +19,9 @@ from uer.convert.files import copy_passed_through, kind_of, staged
 from uer.convert.load import load_pretrained
 from uer.convert.peft import adapter_kind, export_peft, import_peft
 from uer.convert.reader import HF_DEFAULT_LABELS, TASK_TARGETS, read_hf, with_num_labels
+from uer.convert.tencentpretrain import import_tencentpretrain
 from uer.convert.tokenizer_config import finish_tokenizer_config
+from uer.errors import UerError
 from uer.models.pretrained import WEIGHTS, save_pretrained
 
 log = logging.getLogger("uer")
@@ -31,18 +33,25 @@ def _num_labels(model_cfg) -> int | None:
                  if OmegaConf.is_dict(p) and p.get("_target_") in TASK_TARGETS), None)
 
 
-def convert(src: str | Path, dst: str | Path, architecture: str | None = None, base: str | Path | None = None
-            ) -> Path:
+def convert(src: str | Path, dst: str | Path, architecture: str | None = None, base: str | Path | None = None,
+            config: str | Path | None = None, vocab: str | Path | None = None) -> Path:
     """Convert ``src`` (a Hugging Face model directory or a uer checkpoint) into the other format
     at ``dst``, which must not exist; ``architecture`` picks the Hugging Face class (on import: how
     to read a config.json that names none or several; on export: the head to write). Adapters go
     the same way: a uer LoRA checkpoint exports to a PEFT adapter directory, a PEFT adapter imports
-    onto ``base`` (default: its ``base_model_name_or_path``), see :mod:`uer.convert.peft`.
+    onto ``base`` (default: its ``base_model_name_or_path``), see :mod:`uer.convert.peft`. A file
+    ``src`` is a TencentPretrain/UER-py checkpoint (their ``.bin``), read with their JSON ``config``
+    and ``vocab`` (:mod:`uer.convert.tencentpretrain`).
 
     Raises:
         UerError: bad input (see :func:`hf_to_uer`, :func:`uer_to_hf`, :mod:`uer.convert.peft`);
             ``dst`` is then not created.
     """
+    if Path(src).is_file():
+        if config is None:
+            raise UerError(f"{src}: a file; a TencentPretrain/UER-py checkpoint (.bin) needs its JSON config "
+                           "(--config), a Hugging Face or uer model is a directory")
+        return import_tencentpretrain(src, config, dst, vocab)
     kind = adapter_kind(src)
     if kind == "peft":
         return import_peft(src, dst, base)

@@ -63,18 +63,26 @@ def read_hf_config(src: Path):
     Raises:
         UerError: missing, unreadable or invalid config.json, or an unknown ``model_type``.
     """
-    from transformers import AutoConfig  # lazy: transformers takes seconds to import; only conversions need it
-
     path = Path(src) / "config.json"
     raw = load_json(path)  # within size and node limits, no interpolation-like strings
+    return hf_config_from(raw, str(path)), raw
+
+
+def hf_config_from(raw: dict, where: str):
+    """The transformers config object of the config.json dict ``raw`` (read from ``where``).
+
+    Raises:
+        UerError: no or an unknown ``model_type``, or values transformers refuses.
+    """
+    from transformers import AutoConfig  # lazy: transformers takes seconds to import; only conversions need it
+
     if "model_type" not in raw:
-        raise UerError(f"{path}: no model_type, so not a Hugging Face model config")
-    family_of(raw["model_type"], str(path))
+        raise UerError(f"{where}: no model_type, so not a Hugging Face model config")
+    family_of(raw["model_type"], where)
     try:
-        config = AutoConfig.for_model(**raw)
+        return AutoConfig.for_model(**raw)
     except Exception as e:  # noqa: BLE001 - transformers raises ValueError/TypeError/KeyError ...
-        raise UerError(f"{path}: invalid config ({str(e).splitlines()[0]})") from None
-    return config, raw
+        raise UerError(f"{where}: invalid config ({str(e).splitlines()[0]})") from None
 
 
 def overrides_for(family: Family, head: Head, config, preset: str) -> list[str]:

@@ -58,25 +58,36 @@ def read_hf(src: str | Path, architecture: str | None = None) -> tuple[Model, Di
     """
     src = Path(src)
     config, raw = read_hf_config(src)
+    return hf_model(config, raw, read_hf_weights(src), read_hf_tokenizer(src), architecture or _declared(raw, src),
+                    others=architecture is None, where=str(src), source=str(src.resolve()))
+
+
+def hf_model(config, raw: dict, tensors: dict, tokenizer, architecture: str, others: bool, where: str,
+             source: str) -> tuple[Model, DictConfig, Tokenizer | None]:
+    """What :func:`read_hf` returns, from a Hugging Face model already in memory: its config object
+    and config.json dict, its tensors (by Hugging Face name) and tokenizer, read as ``architecture``
+    (or, with ``others``, the first head of the family the tensors fit); ``where`` names the input
+    in messages, ``source`` is recorded under ``convert.source``.
+
+    Raises:
+        UerError: as :func:`read_hf`.
+    """
     family = FAMILIES[raw["model_type"]]
-    tensors = read_hf_weights(src)
-    head, model_cfg, tensors, unused = _read_as(family, config, tensors, architecture or _declared(raw, src),
-                                                others=architecture is None, where=str(src))
+    head, model_cfg, tensors, unused = _read_as(family, config, tensors, architecture, others=others, where=where)
     model = _seeded_model(model_cfg)
-    state, fresh = engine.to_uer(family, head, tensors, model, engine.num_layers(model_cfg), str(src))
+    state, fresh = engine.to_uer(family, head, tensors, model, engine.num_layers(model_cfg), where)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model.to(dtypes.pop())
     loaded = model.load_state_dict(state, strict=False)  # the initialized heads are not in state
     left = set(loaded.missing_keys) - set(fresh) - (set(model.state_dict()) - set(engine.uer_tensors(model)))
     if left or loaded.unexpected_keys:
-        raise UerError(f"{src}: conversion left {sorted(left)[:5]} unset and {loaded.unexpected_keys[:5]} unused")
-    tokenizer = read_hf_tokenizer(src)
-    record = {"source": str(src.resolve()), "architecture": head.architecture, "initialized": fresh,
+        raise UerError(f"{where}: conversion left {sorted(left)[:5]} unset and {loaded.unexpected_keys[:5]} unused")
+    record = {"source": source, "architecture": head.architecture, "initialized": fresh,
               "unused": unused, "hf_config": carried(family, raw)}
     notes = [f"not in the source, initialized: {engine.listing(fresh)}"] if fresh else []
     notes += [f"not used by {head.architecture}, left out: {engine.listing(unused)}"] if unused else []
-    log.info("read %s as %s%s", src, head.architecture, "".join(f"; {n}" for n in notes))
+    log.info("read %s as %s%s", where, head.architecture, "".join(f"; {n}" for n in notes))
     return model.eval(), OmegaConf.create({"model": OmegaConf.to_container(model_cfg), "convert": record}), tokenizer
 
 
