@@ -14,10 +14,13 @@ from convert_cases import save_random_uer
 from PIL import Image
 
 from uer.cli.convert import main as convert_main
+from uer.config import compose_config, resolve
 from uer.convert import convert
+from uer.convert.configs import export_head
 from uer.convert.tokenizer_config import GENERIC, PROBES, finish_tokenizer_config
 from uer.data.images import square_pixels
 from uer.data.tokenizer import Tokenizer
+from uer.errors import UerError
 
 
 @pytest.mark.parametrize("name, model_type, family_class, written", [
@@ -58,3 +61,11 @@ def test_convert_help_names_each_architecture_once(capsys):
     assert done.value.code == 0
     t5 = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("t5:"))
     assert t5.strip() == "t5: T5ForConditionalGeneration"
+
+
+@pytest.mark.parametrize("preset", ["transformer_tiny", "lstm"])
+def test_a_preset_without_hf_family_says_so(preset):
+    model_cfg = resolve(compose_config([f"+model={preset}", "model.vocab_size=50"])).model
+    with pytest.raises(UerError, match=f"model {preset} has no Hugging Face family") as raised:
+        export_head(model_cfg, None, None)
+    assert "Bert" not in str(raised.value)

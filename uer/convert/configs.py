@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from uer.config import compose_config, resolve
+from uer.config import compose_config, presets, resolve
 from uer.convert.engine import listing
 from uer.convert.families import FAMILIES, family_of
 from uer.convert.spec import Family, Head
@@ -209,11 +209,18 @@ def export_head(model_cfg: DictConfig, architecture: str | None, recorded: str |
     import gives the same config.
 
     Raises:
-        UerError: no family or head fits; the message says what differs for the closest one.
+        UerError: a uer preset that no family has (``transformer_base``, ``lstm`` ...), or no family or
+            head fits; the message says what differs for the closest one.
     """
     from transformers import AutoConfig  # lazy: transformers takes seconds to import; only conversions need it
 
-    families = [f for f in FAMILIES.values() if model_cfg.get("name") in f.presets] or list(FAMILIES.values())
+    name = model_cfg.get("name")
+    families = [f for f in FAMILIES.values() if name in f.presets]
+    if not families and name in presets():  # a uer preset no Hugging Face family has (not "closest BERT")
+        exported = "; ".join(f"{f.model_type}: {', '.join(f.presets)}" for f in FAMILIES.values())
+        raise UerError(f"model {name} has no Hugging Face family to export to; uer-convert exports the presets "
+                       f"of these families: {exported}")
+    families = families or list(FAMILIES.values())  # a renamed model: whichever family fits
     heads = [(f, h) for f in families for h in f.heads if architecture in (None, h.architecture)]
     if architecture and not heads:
         supported = ", ".join(h.architecture for f in families for h in f.heads)
