@@ -89,3 +89,14 @@ def test_attend_drops_attention_probabilities():
     # with all-ones values each output is the sum of the kept probabilities / 0.5: not all 1
     assert not torch.allclose(out, torch.ones_like(out))
     assert abs(out.mean().item() - 1) < 0.15
+
+
+@pytest.mark.slow
+def test_dropout_and_attention_dropout_trace_without_a_graph_break():
+    """Under torch.compile both use torch's dropout: the CPU mask's in-place ``random_`` broke the
+    graph at every dropout of a model (trainer.compile=true ran BERT in pieces)."""
+    def block(x, q, k, v):
+        return dropout(x, 0.1) + attend(q, k, v, dropout_p=0.1).sum()
+
+    explained = torch._dynamo.explain(block)(torch.randn(4, 8), *_qkv())
+    assert explained.graph_break_count == 0, explained.break_reasons

@@ -7,7 +7,9 @@ was a quarter of a bert_mini training step (profile in benchmarks/README.md). He
 is kept when its lane is at least ``round(p · 32768)``. The drop probability is therefore ``p``
 rounded to a multiple of 2^-15 (0.1 becomes 0.100006), and kept elements are scaled by 1 / (1 - p)
 as in ``torch.nn.functional.dropout``. On other devices ``torch.nn.functional.dropout`` is used
-(CUDA's Philox generator is already cheap), so the lanes only serve CPU.
+(CUDA's Philox generator is already cheap), so the lanes only serve CPU; so it is under
+``torch.compile`` (the in-place ``random_`` would break the graph at every dropout, and inductor
+fuses its own random numbers into the kernel).
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """
     if not training or p == 0:
         return x
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return F.dropout(x, p, True)
     if p == 1:
         return x * 0
