@@ -98,8 +98,9 @@ def test_sigkill_mid_step_and_sigterm_resume_to_the_same_weights(straight, small
     wait_for(lambda: logged_steps(out) >= 3, proc)
     proc.send_signal(signal.SIGKILL)  # somewhere in step 4 or later
     proc.wait()
-    done = list_checkpoints(out)
-    assert done and all((p / "state" / "trainer.json").is_file() for p in done)
+    done = list_checkpoints(out)  # the newest keeps the training state (trainer.keep_state=1), all the weights
+    assert done and (done[-1] / "state" / "trainer.json").is_file()
+    assert all((p / "model.safetensors").is_file() for p in done)
 
     proc = start(small_corpus, out, cache, "trainer.resume=auto")
     first = logged_steps(out)

@@ -41,9 +41,10 @@ def records(out: Path) -> list[tuple[int, str]]:
 def killed(small_corpus, tmp_path_factory) -> Path:
     """A run killed during step 4, after its log line and before its checkpoint: trained in process to
     step 4 (which saves, as a preempted run would), then that checkpoint removed and a cut-off line
-    appended, leaving what a SIGKILL there leaves: checkpoint 3, metrics up to step 4."""
+    appended, leaving what a SIGKILL there leaves: checkpoint 3 with its training state (kept through
+    step 4's save by trainer.keep_state=2), metrics up to step 4."""
     out = tmp_path_factory.mktemp("killed") / "run"
-    prepare(compose_config(args(small_corpus, out))).fit(until=STEPS)
+    prepare(compose_config(args(small_corpus, out, "trainer.keep_state=2"))).fit(until=STEPS)
     shutil.rmtree(out / "checkpoints" / f"step_{STEPS:07d}")
     with (out / "metrics.jsonl").open("a") as f:
         f.write('{"step": 5, "split": "tr')

@@ -9,7 +9,10 @@ Layout of ``<output_dir>/checkpoints/step_<N>/``::
     state/                   what resuming needs: optimizer.pt, scheduler.pt, rng.pt (tensors and
                              plain containers only, loaded with weights_only=True) and trainer.json;
                              rng_<rank>.pt per further process; under FSDP2 dcp/ holds the model and
-                             optimizer shards (torch.distributed.checkpoint) instead of optimizer.pt
+                             optimizer shards (torch.distributed.checkpoint) instead of optimizer.pt.
+                             Only the newest ``trainer.keep_state`` checkpoints keep it (the optimizer
+                             state is twice the weights): older ones become weights-only once a newer
+                             one is published (`prune_checkpoints`).
 
 This module adds the training state to the model files of :mod:`uer.models.pretrained` (weights,
 config, tokenizer, the atomic rename); its ``load_config`` and ``load_weights`` are re-exported here
@@ -33,10 +36,12 @@ from uer.models.adapter_checkpoint import BASE_KEY, save_adapter
 from uer.models.pretrained import load_config, load_weights, publish, remove, save_pretrained, write_error
 from uer.train import distributed
 
-__all__ = ["list_checkpoints", "load_config", "load_sharded", "load_state", "load_weights", "prune_checkpoints",
-           "rng_file", "save_checkpoint"]
+__all__ = ["drop_state", "is_resumable", "list_checkpoints", "load_config", "load_sharded", "load_state",
+           "load_weights", "prune_checkpoints", "rng_file", "save_checkpoint"]
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
+DROPPED_STATE = ".state-dropped"
+"""What ``state/`` is renamed to inside a checkpoint made weights-only, before it is deleted."""
 SAVE_DELAY_ENV = "UER_TEST_SAVE_DELAY"
 """Seconds to pause inside a checkpoint write, after the files are in the temp dir and before the
 rename that completes it: the point where the crash-safety tests kill a run."""
@@ -69,7 +74,7 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
     main = distributed.is_main()
     where = f"checkpoint {directory}"
     try:
-        distributed.agree(attempt(where, lambda: stage(tmp) if main else None))
+        distributed.agree(attempt(where, lambda: stage(tmp, state is not None) if main else None))
         full = None
         if distributed.is_sharded(model):  # FSDP2 only: torch.distributed.checkpoint costs seconds to import
             full = save_shards(tmp, model, optimizer, state, where)
@@ -84,10 +89,10 @@ def save_checkpoint(directory: Path, model: nn.Module, config: DictConfig, token
     return directory
 
 
-def stage(tmp: Path) -> None:
-    """Create the empty temp dir ``tmp`` (with ``state/``), removing one left by a crash."""
+def stage(tmp: Path, with_state: bool) -> None:
+    """Create the empty temp dir ``tmp`` (with ``state/`` when ``with_state``), removing one left by a crash."""
     remove(tmp)
-    (tmp / "state").mkdir(parents=True)
+    (tmp / "state" if with_state else tmp).mkdir(parents=True)
 
 
 def save_shards(tmp: Path, model: nn.Module, optimizer, state: dict | None, where: str) -> dict:
@@ -160,11 +165,34 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
+def prune_checkpoints(output_dir: Path, keep_last: int, keep_state: int = 1) -> None:
     """Delete all but the newest ``keep_last`` checkpoints (real directories only, see
-    :func:`list_checkpoints`; links inside them are unlinked, never followed)."""
+    :func:`list_checkpoints`; links inside them are unlinked, never followed), and make all but the
+    newest ``keep_state`` resumable ones weights-only (:func:`drop_state`). The newest resumable
+    checkpoint always keeps its state, whatever ``keep_state`` (0 included) says: it is what
+    ``trainer.resume=auto`` continues from."""
     for path in list_checkpoints(output_dir)[:-keep_last]:
         remove(path)
+    resumable = [path for path in list_checkpoints(output_dir) if is_resumable(path)]
+    for path in resumable[:-max(keep_state, 1)]:
+        drop_state(path)
+
+
+def is_resumable(directory: Path) -> bool:
+    """Whether a checkpoint holds training state (``state/trainer.json``, written with the rest)."""
+    return (Path(directory) / "state" / "trainer.json").is_file()
+
+
+def drop_state(directory: Path) -> None:
+    """Remove ``state/`` of a checkpoint, keeping its weights, config and tokenizer. The directory is
+    first renamed to ``.state-dropped`` (atomic: the checkpoint holds either its whole state or
+    none), then deleted; one left by a crash is deleted on the next call."""
+    doomed = Path(directory) / DROPPED_STATE
+    remove(doomed)
+    state = Path(directory) / "state"
+    if state.is_dir() and not state.is_symlink():
+        os.replace(state, doomed)
+        remove(doomed)
 
 
 def load_state(directory: Path, rank: int = 0) -> dict:

@@ -25,6 +25,7 @@ class TrainerConfig:
     output_dir: str = "outputs/run"
     save_every: int = 15
     keep_last: int = 2
+    keep_state: int = 1
     resume: str | None = None
     precision: str = "fp32"
     accumulation_steps: int = 1
@@ -104,7 +105,7 @@ def check_trainer(t: TrainerConfig) -> None:
     for key in ("max_steps", "accumulation_steps", "log_every", "keep_last"):
         if getattr(t, key) < 1:
             raise UerError(f"trainer.{key} must be >= 1, got {getattr(t, key)}")
-    for key in ("save_every", "eval_every", "max_consecutive_skips"):
+    for key in ("save_every", "eval_every", "max_consecutive_skips", "keep_state"):
         if getattr(t, key) < 0:
             raise UerError(f"trainer.{key} must be >= 0 (0 = off), got {getattr(t, key)}")
     require(0 <= t.seed < SEED_LIMIT, "trainer.seed", t.seed, f">= 0 and < 2**{SEED_LIMIT.bit_length() - 1}")

@@ -89,8 +89,11 @@ class Trainer:
     state = capture  # the training state written with each checkpoint
     resume = restore  # continue from a checkpoint (raises UerError for one that does not fit)
 
-    def save(self) -> Path:
-        """Write the checkpoint of the current step (collective: every rank calls it). Under
+    def save(self, resumable: bool | None = None) -> Path:
+        """Write the checkpoint of the current step (collective: every rank calls it), with the
+        training state when ``resumable`` (default: unless ``trainer.keep_state=0``); older
+        checkpoints beyond ``trainer.keep_last`` are deleted and all but the newest
+        ``trainer.keep_state`` resumable ones made weights-only. Under
         ``trainer.on_nonfinite=stop`` a run that met a non-finite value raises instead, and under
         either policy so does one whose weights hold a non-finite value (checked before anything is
         written), so every checkpoint is a good one.
@@ -101,10 +104,11 @@ class Trainer:
         """
         self.guard.check()
         self.guard.check_weights(self.model, self.step)
+        resumable = self.cfg.keep_state > 0 if resumable is None else resumable
         path = save_checkpoint(self.output_dir / "checkpoints" / f"step_{self.step:07d}", self.model,
-                               self.run_config, self.tokenizer, self.state(), self.optimizer)
+                               self.run_config, self.tokenizer, self.state() if resumable else None, self.optimizer)
         if self.main:
-            prune_checkpoints(self.output_dir, self.cfg.keep_last)
+            prune_checkpoints(self.output_dir, self.cfg.keep_last, self.cfg.keep_state)
         return path
 
     def autocast(self):
@@ -222,7 +226,7 @@ class Trainer:
         try:
             while self.step < stop and not any(c.should_stop for c in self.callbacks):
                 if stop_request.requested():  # SIGTERM: keep the last finished step, then exit
-                    path = self.save() if saved_at != self.step else None
+                    path = self.save(resumable=True) if saved_at != self.step else None
                     raise Preempted(f"stopped by SIGTERM after step {self.step}"
                                     + (f"; checkpoint {path}" if path else ""))
                 for callback in self.callbacks:
