@@ -1,14 +1,31 @@
 """The registry of family specs, keyed by Hugging Face ``model_type``."""
 from __future__ import annotations
 
-from uer.convert import albert, bart, beit, bert, clip, gpt2, llama, pegasus, roberta, s2t, t5, vilt, vit, wav2vec2
+from uer.convert import (
+    albert,
+    bart,
+    beit,
+    bert,
+    clip,
+    gpt2,
+    llama,
+    marian,
+    pegasus,
+    roberta,
+    s2t,
+    t5,
+    vilt,
+    vit,
+    wav2vec2,
+)
 from uer.convert.spec import Family
 from uer.errors import UerError
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (bert.FAMILY, roberta.FAMILY, albert.FAMILY, gpt2.FAMILY,
                                                          vit.FAMILY, t5.FAMILY, bart.FAMILY, pegasus.FAMILY,
                                                          vilt.FAMILY, clip.FAMILY, llama.LLAMA, llama.MISTRAL,
-                                                         llama.QWEN2, wav2vec2.FAMILY, s2t.FAMILY, beit.FAMILY)}
+                                                         llama.QWEN2, wav2vec2.FAMILY, s2t.FAMILY, beit.FAMILY,
+                                                         marian.FAMILY)}
 
 
 def family_of(model_type: str, where: str) -> Family:
