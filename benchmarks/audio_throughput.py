@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
-from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, summary
+from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary
 from transformers import Speech2TextFeatureExtractor
 
 from uer.config import compose_config, resolve
@@ -162,11 +161,10 @@ def train(preset: str, args, waves, ids, vocab_size: int) -> None:
                 s.step(data[i % len(data)], precision)
         rates = interleaved({s.name: (lambda s=s, p=precision: s.rate(data, args.steps, p)) for s in sides},
                             args.rounds)
-        median = {s.name: statistics.median(rates[s.name]) for s in sides}
         print(f"[train {precision}]")
         for s in sides:
             print(f"  {s.name:<13} {summary(rates[s.name])} s of audio/s")
-        print(f"  ratio uer / transformers: {median['uer'] / median['transformers']:.2f}x\n")
+        print(f"  ratio uer / transformers: {ratio(rates['uer'], rates['transformers'])}\n")
 
 
 def features(args, waves) -> None:
@@ -188,12 +186,11 @@ def features(args, waves) -> None:
         return audio / (time.perf_counter() - start)
 
     rates = interleaved({"uer": lambda: rate(fbank_features), "transformers": lambda: rate(theirs)}, args.rounds)
-    median = {k: statistics.median(v) for k, v in rates.items()}
     print(f"[features] 80-bin log-mel + utterance CMVN of {len(waves)} recordings ({audio:.1f} s) in batches of "
           f"{args.batch}, padded; largest |uer - transformers| in the first batch: {gap:.2e}")
     for name, r in rates.items():
         print(f"  {name:<13} {summary(r)} s of audio/s")
-    print(f"  ratio uer / transformers: {median['uer'] / median['transformers']:.2f}x\n")
+    print(f"  ratio uer / transformers: {ratio(rates['uer'], rates['transformers'])}\n")
 
 
 def main(argv=None) -> None:

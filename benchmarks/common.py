@@ -101,6 +101,15 @@ def summary(rates: list[float]) -> str:
     return f"{median:9.{digits}f} (rounds: {', '.join(f'{x:.{digits}f}' for x in rates)})"
 
 
+def ratio(ours: list[float], theirs: list[float]) -> str:
+    """``"<ratio of the medians>x (per round: r0, r1, ...; their median <m>x)"``: the ratio of the
+    two sides' median rates, and each round's own ratio (the two sides of a round ran back to back,
+    so a round's ratio holds even where the machine's load changed between rounds)."""
+    rounds = [a / b for a, b in zip(ours, theirs)]
+    return (f"{statistics.median(ours) / statistics.median(theirs):.2f}x (per round: "
+            f"{', '.join(f'{r:.2f}' for r in rounds)}; their median {statistics.median(rounds):.2f}x)")
+
+
 class Side:
     """One model under training: ``step(batch, precision)`` is forward, backward, optimizer step and
     ``zero_grad(set_to_none=True)``; bf16 wraps the forward in ``torch.autocast(<device type>,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule
 from preprocess_scale import tree_rss
 
 from uer.config import compose_config
@@ -53,8 +54,6 @@ def parse_args() -> argparse.Namespace:
 
 def sharded_modules(preset: str) -> list[str]:
     """Names of the modules ``trainer.strategy=fsdp2`` turns into ``FSDPModule`` ("" = the root)."""
-    from torch.distributed.fsdp import FSDPModule  # noqa: PLC0415 - FSDP2 is imported lazily in uer too
-
     with tempfile.TemporaryDirectory() as tmp:
         dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=0, world_size=1)
         try:

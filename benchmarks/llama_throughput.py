@@ -35,7 +35,7 @@ import time
 from types import SimpleNamespace
 
 import torch
-from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, summary
+from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary
 
 from uer.config import compose_config, resolve
 from uer.errors import UerError
@@ -142,8 +142,9 @@ def training(args, uer_model, peer, m, optim, device) -> None:
             print(f"  {s.name:<22} {summary(rates[s.name])} tokens/s, {1000 * tokens(data[0]) / median[s.name]:8.1f} "
                   f"ms/step, {flops[precision][s.name] / 1e9:7.2f} GFLOP/step, MFU {100 * mfu:5.1f}%")
         for mode in ("", " compiled") if args.compile else ("",):
-            print(f"  ratio uer{mode} / transformers{mode}: "
-                  f"{median['uer' + mode] / median['transformers' + mode]:.2f}x")
+            print(f"  ratio uer{mode} / transformers{mode}: {ratio(rates['uer' + mode], rates['transformers' + mode])}")
+        if args.compile:
+            print(f"  ratio uer compiled / transformers: {ratio(rates['uer compiled'], rates['transformers'])}")
         print()
 
 
@@ -173,12 +174,11 @@ def generation(args, uer_model, peer, m, device) -> None:
         return args.gen_batch * args.new_tokens / (time.perf_counter() - start)
 
     rates = interleaved({"uer": lambda: rate(ours), "transformers": lambda: rate(theirs)}, args.rounds)
-    median = {k: statistics.median(v) for k, v in rates.items()}
     print(f"[generate fp32] greedy, KV cache, {args.gen_batch} prompts x {args.prompt} tokens, {args.new_tokens} new "
           f"tokens each (no EOS); same tokens on both sides: {same}")
     for name, r in rates.items():
         print(f"  {name:<22} {summary(r)} new tokens/s")
-    print(f"  ratio uer / transformers: {median['uer'] / median['transformers']:.2f}x\n")
+    print(f"  ratio uer / transformers: {ratio(rates['uer'], rates['transformers'])}\n")
 
 
 def main(argv=None) -> None:

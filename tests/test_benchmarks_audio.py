@@ -17,8 +17,8 @@ from uer.models import build_model
 from uer.train.metrics import Throughput, audio_seconds_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from audio_throughput import BATCHES, OVERRIDES, TOKENS, ctc_batch  # noqa: E402
-from common import converted_peer  # noqa: E402
+from audio_throughput import BATCHES, OVERRIDES, TOKENS, ctc_batch
+from common import converted_peer
 
 
 def waves(seconds: tuple[float, ...]) -> list[np.ndarray]:

@@ -11,9 +11,9 @@ import torch
 from checks import assert_parity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from llama_throughput import TOKENS, lm_batches, models  # noqa: E402
+from llama_throughput import TOKENS, lm_batches, models
 
-from uer.generation import generate  # noqa: E402
+from uer.generation import generate
 
 
 @pytest.mark.slow
