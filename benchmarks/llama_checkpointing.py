@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import FSDPModule
 from preprocess_scale import tree_rss
+from torch.distributed.fsdp import FSDPModule
 
 from uer.config import compose_config
 from uer.models import build_model
