@@ -40,6 +40,8 @@ MAX_LINE_BYTES = 1024 * 1024
 """Longest piece of a line read at once; longer lines are split into pieces of at most this size."""
 SPACE_WINDOW = 4096
 """A long line is cut after a space found within this many bytes of the piece's end, if any."""
+SCAN_BLOCK = 8 * 1024 * 1024
+"""Bytes `scan_file` decodes and counts at once."""
 
 
 @dataclass(frozen=True)
@@ -132,38 +134,87 @@ def raw_lines(handle, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, bool
 def scan_file(path: Path, invalid_utf8: str, digest) -> dict:
     """Validate one file while feeding its bytes to ``digest`` (a hashlib object).
 
+    Blocks of ``SCAN_BLOCK`` bytes cut at a line end are decoded and counted at once
+    (`_block_counts`); a block with a line that is not UTF-8 or may be longer than ``MAX_LINE_BYTES``
+    is read again line by line (`_scan_lines`), which finds and reports it.
+
     Returns ``{"file", "bytes", "lines", "blank_lines", "skipped_invalid_lines", "long_lines"}``
     (``long_lines``: lines longer than ``MAX_LINE_BYTES``, which are split). Raises UerError if the
     file cannot be read or is a directory, is empty or blank, or (``invalid_utf8="fail"``) has a line
     that is not UTF-8, naming the file and the 1-based line number.
     """
-    lines = blank = skipped = long = size = 0
-    lineno, starts_line = 0, True
+    stats = {"bytes": 0, "lines": 0, "blank_lines": 0, "skipped_invalid_lines": 0, "long_lines": 0, "lineno": 0}
     try:
         with open(path, "rb") as handle:
-            for raw, ends_line in raw_lines(handle):
-                digest.update(raw)
-                size += len(raw)
-                lineno += starts_line
-                long += starts_line and not ends_line
-                first, starts_line = starts_line, ends_line
-                text = _decode(raw)
-                if text is None:
-                    if invalid_utf8 == "fail":
-                        raise UerError(f"corpus {path}: invalid UTF-8 at line {lineno}; "
-                                       "set data.invalid_utf8=skip to drop such lines")
-                    skipped += 1
+            while block := _whole_lines(handle):
+                ends = block.endswith(b"\n") or len(block) < SCAN_BLOCK  # else a line goes on past it
+                counts = _block_counts(block) if ends else None
+                if counts is None:
+                    handle.seek(-len(block), os.SEEK_CUR)
+                    _scan_lines(handle, len(block), path, invalid_utf8, digest, stats)
                     continue
-                lines += first
-                blank += first and not text
+                digest.update(block)
+                stats["bytes"] += len(block)
+                stats["lines"] += counts[0]
+                stats["lineno"] += counts[0]
+                stats["blank_lines"] += counts[1]
     except OSError as err:
         raise UerError(f"corpus {path}: cannot read ({err.strerror or err})") from None
-    if size == 0:
+    del stats["lineno"]
+    if stats["bytes"] == 0:
         raise UerError(f"corpus {path}: file is empty")
-    if lines == blank:
+    if stats["lines"] == stats["blank_lines"]:
         raise UerError(f"corpus {path}: no text (only blank or invalid lines)")
-    return {"file": str(path), "bytes": size, "lines": lines, "blank_lines": blank,
-            "skipped_invalid_lines": skipped, "long_lines": long}
+    return {"file": str(path), **stats}
+
+
+def _whole_lines(handle) -> bytes:
+    """The next ``SCAN_BLOCK`` bytes of ``handle`` up to their last line end (the rest is left to
+    read), or all of them when they hold no line end or reach the end of the file."""
+    block = handle.read(SCAN_BLOCK)
+    cut = block.rfind(b"\n") + 1
+    if len(block) == SCAN_BLOCK and cut:
+        handle.seek(cut - len(block), os.SEEK_CUR)
+        block = block[:cut]
+    return block
+
+
+def _block_counts(block: bytes) -> tuple[int, int] | None:
+    """(lines, blank lines) of whole lines of UTF-8 text, blank as `_decode` sees it, or None when the
+    block is not UTF-8 or has a line that may exceed ``MAX_LINE_BYTES`` (4 bytes a character at most)."""
+    try:
+        lines = block.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return None
+    if lines[-1] == "":
+        lines.pop()
+    if max(map(len, lines), default=0) * 4 >= MAX_LINE_BYTES:
+        return None
+    return len(lines), sum(1 for line in lines if not line.lstrip("\ufeff").strip())
+
+
+def _scan_lines(handle, at_least: int, path: Path, invalid_utf8: str, digest, stats: dict) -> None:
+    """Read ``handle`` piece by piece (`raw_lines`) from a line start until ``at_least`` bytes and a
+    line end, adding to ``stats`` (``lineno``: lines started so far, for the error message)."""
+    read, starts_line = 0, True
+    for raw, ends_line in raw_lines(handle):
+        digest.update(raw)
+        read += len(raw)
+        stats["lineno"] += starts_line
+        stats["long_lines"] += starts_line and not ends_line
+        first, starts_line = starts_line, ends_line
+        text = _decode(raw)
+        if text is None:
+            if invalid_utf8 == "fail":
+                raise UerError(f"corpus {path}: invalid UTF-8 at line {stats['lineno']}; "
+                               "set data.invalid_utf8=skip to drop such lines")
+            stats["skipped_invalid_lines"] += 1
+        else:
+            stats["lines"] += first
+            stats["blank_lines"] += first and not text
+        if read >= at_least and ends_line:
+            break
+    stats["bytes"] += read
 
 
 def _is_blank(raw: bytes) -> bool:

@@ -16,11 +16,12 @@ import pyarrow as pa
 import pytest
 from checks import one_line_error
 from PIL import Image
-from uer.cli.preprocess import main as preprocess_main
+from uer.preprocess import corpus as corpus_module
 from uer.preprocess.build import META_FILE, build_dataset, load_dataset_dir, read_meta
 from uer.preprocess.corpus import default_corpus, iter_documents, open_corpus
 from uer.preprocess.registry import options_from_config
 
+from uer.cli.preprocess import main as preprocess_main
 from uer.data.collators import shipped_data_config
 from uer.data.tokenizer import Tokenizer
 
@@ -47,6 +48,25 @@ def options(name: str, corpus, **kwargs):
 
 
 # --- corpus --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("block", [64, 4096])
+def test_scanning_by_blocks_counts_what_reading_line_by_line_counts(block, tmp_path, monkeypatch):
+    """Blocks decoded at once, and the line-by-line reader where a block has an invalid or overlong
+    line, give the counts and digest of the line-by-line reader alone."""
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"abc\n\n \xef\xbb\xbf \r\n" + "中文\n".encode() + b"bad\xff\n" + b"y\n" * 50
+                     + b"x" * (corpus_module.MAX_LINE_BYTES + 10) + b"\n" + b"z\n" * 50 + b"tail")
+    monkeypatch.setattr(corpus_module, "SCAN_BLOCK", block)
+    digest = hashlib.sha256()
+    scanned = corpus_module.scan_file(path, "skip", digest)
+    expected, reference = {"bytes": 0, "lines": 0, "blank_lines": 0, "skipped_invalid_lines": 0, "long_lines": 0,
+                           "lineno": 0}, hashlib.sha256()
+    with open(path, "rb") as handle:
+        corpus_module._scan_lines(handle, path.stat().st_size, path, "skip", reference, expected)
+    del expected["lineno"]
+    assert scanned == {"file": str(path), **expected} and digest.digest() == reference.digest()
+    assert scanned["skipped_invalid_lines"] == 1 and scanned["long_lines"] == 1 and scanned["blank_lines"] == 1
+
 
 def test_documents_format_shards_tile_the_file_at_document_boundaries(tmp_path):
     path = kjv(tmp_path, 30)
