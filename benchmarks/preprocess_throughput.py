@@ -19,7 +19,10 @@ use the same WordPiece ``vocab.txt`` and run ``--procs`` (2) worker processes:
 Rates are non-blank lines per second (the same line count for every side). Sides alternate over
 ``--rounds`` rounds (order flipping) and the median is reported.
 
-Run: ``python benchmarks/preprocess_throughput.py`` (quick check: ``--size-mb 5``).
+Run: ``python benchmarks/preprocess_throughput.py`` (quick check: ``--size-mb 5``). The corpus of
+issue 18 (CLUECorpusSmall x20, Chinese vocabulary, uer only): ``--source
+../shared/data/corpora/CLUECorpusSmall_bert_sampled.txt --size-mb 39 --vocab
+../shared/data/vocab/google_zh_vocab.txt --processors bert --no-baseline``.
 """
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--procs", type=int, default=2, help="worker processes on each side")
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median is reported")
     p.add_argument("--workdir", type=Path, help="where the corpus and outputs go (default: a temp dir)")
+    p.add_argument("--no-baseline", action="store_true", help="time uer only (e.g. a Chinese corpus, where the "
+                   "pure-Python baseline takes minutes)")
     args = p.parse_args()
     if args.size_mb <= 0 or args.procs < 1 or args.rounds < 1:
         p.error("--size-mb must be > 0, --procs and --rounds >= 1")
@@ -178,7 +183,8 @@ def main() -> None:
         print(environment())
         print(f"corpus: {copies} whole-file copies of {' / '.join(s.name for s in args.source)} (in turn) = "
               f"{size / 1e6:.1f} MB, {lines:,} non-blank lines ({corpus})")
-        print(f"vocab: {vocab} for both sides; ids differ on {agreement(corpus, vocab)} of the first 1000 lines")
+        if not args.no_baseline:
+            print(f"vocab: {vocab} for both sides; ids differ on {agreement(corpus, vocab)} of the first 1000 lines")
         print(f"uer: the command uer-preprocess data=<processor> data.num_proc={args.procs} (the data config's "
               f"seq_length), a fresh output dir, UER_CACHE and HF_DATASETS_CACHE per run; wall time of the "
               f"command, from interpreter start to the finished Arrow dataset")
@@ -192,15 +198,18 @@ def main() -> None:
 
         runs = {f"uer {p}": (lambda p=p: timed(f"uer {p}", lambda: run_uer(p, corpus, vocab, args.procs, workdir)))
                 for p in args.processors}
-        runs["baseline"] = lambda: timed("baseline", lambda: run_baseline(corpus, vocab, args.procs))
+        if not args.no_baseline:
+            runs["baseline"] = lambda: timed("baseline", lambda: run_baseline(corpus, vocab, args.procs))
         rates = interleaved(runs, args.rounds)
-        if results["baseline"][-1]["lines"] != lines:
+        if not args.no_baseline and results["baseline"][-1]["lines"] != lines:
             raise SystemExit(f"the baseline saw {results['baseline'][-1]['lines']:,} lines, the corpus has {lines:,}")
         for name, rate in rates.items():
             last = results[name][-1]
             made = f"{last['lines']:,} lines" if name == "baseline" else f"{last['rows']:,} rows"
             seconds = statistics.median([r["seconds"] for r in results[name]])
             print(f"  {name:<9} {summary(rate)} lines/s, {seconds:6.1f} s, {made}, {last['tokens']:,} tokens")
+        if args.no_baseline:
+            return
         base = statistics.median(rates["baseline"])
         for p in args.processors:
             print(f"  ratio uer {p} / baseline: {statistics.median(rates[f'uer {p}']) / base:.1f}x")
