@@ -37,7 +37,7 @@ exported by uer-convert; a PEFT adapter directory converts to a uer adapter-only
   uer-convert <run>/checkpoints/step_1000 ./merged-uer --merge-adapter
 
 TencentPretrain / UER-py checkpoints (BERT and GPT-2 layouts) import from their .bin and JSON config:
-  uer-convert cluecorpussmall_bert_base.bin ./bert-uer --config models/bert/base_config.json \
+  uer-convert cluecorpussmall_bert_base.bin ./bert-uer --config models/bert/base_config.json \\
       --vocab models/google_zh_vocab.txt"""
 
 
