@@ -12,9 +12,10 @@ the median round is reported (``benchmarks/common.py``).
 
 Batches: random word ids, ``labels`` = the ids (causal LM, shifted inside the loss). With
 ``--padded`` every other row is cut to a random length and right-padded (label -100, attention mask
-0): uer packs the rows (``pack_padded_sequence``) and zeroes the convolutions' padded inputs, the
-plain side runs every row at full length (its real positions' outputs are the same: right padding
-is after them), so the figure shows what respecting the mask costs.
+0): uer zeroes the padded outputs and the convolutions' padded inputs (with ``--pack`` its recurrent
+encoder packs the rows, ``pack_padded_sequence``), the plain side runs every row at full length
+(its real positions' outputs are the same: right padding is after them), so the figure shows what
+respecting the mask costs.
 
 Run: ``python benchmarks/rnn_cnn_throughput.py --preset lstm gatedcnn_9`` (see benchmarks/README.md).
 """
@@ -93,6 +94,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8, help="rows per step")
     p.add_argument("--seq", type=int, default=128, help="tokens per row")
     p.add_argument("--padded", action="store_true", help="every other row right-padded to a random length")
+    p.add_argument("--pack", action="store_true", help="uer's recurrent encoder packs padded rows (model.encoder.pack)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per side")
     p.add_argument("--vocab-size", type=int, default=8000, help="8000 = the tokenizers shipped with uer")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -107,7 +109,8 @@ def parse_args() -> argparse.Namespace:
 def models(preset: str, args, device) -> tuple[nn.Module, nn.Module, OptimConfig, str]:
     """(uer model, the plain model holding its tensors, optim config, a line describing the sizes)."""
     try:
-        cfg = compose_config([f"+model={preset}", f"model.vocab_size={args.vocab_size}"])
+        cfg = compose_config([f"+model={preset}", f"model.vocab_size={args.vocab_size}",
+                              *(["model.encoder.pack=true"] if args.pack and preset in ("lstm", "gru") else [])])
     except UerError as e:
         raise SystemExit(f"error: {e}") from None
     m, enc = resolve(cfg.model), resolve(cfg.model).encoder

@@ -18,6 +18,8 @@ ENCODERS = {
     "lstm": lambda: RnnEncoder(input_dim=E, dim=D, num_layers=2, cell="lstm"),
     "gru": lambda: RnnEncoder(input_dim=E, dim=D, num_layers=2, cell="gru"),
     "bilstm": lambda: RnnEncoder(input_dim=E, dim=D, num_layers=2, bidirectional=True),
+    "bilstm_packed": lambda: RnnEncoder(input_dim=E, dim=D, num_layers=2, bidirectional=True, pack=True),
+    "gru_packed": lambda: RnnEncoder(input_dim=E, dim=D, num_layers=1, cell="gru", pack=True),
     "gatedcnn": lambda: GatedCnnEncoder(input_dim=E, dim=D, num_layers=4, kernel_size=3),
     "gatedcnn_centered": lambda: GatedCnnEncoder(input_dim=E, dim=D, num_layers=3, kernel_size=3, causal=False),
 }
@@ -51,7 +53,7 @@ def test_each_direction_sees_only_its_side(name):
     changed = x.clone()
     changed[0, j] += 1.0
     diff = (encoder(changed, None) - encoder(x, None))[0].abs()  # (S, D)
-    if name == "bilstm":
+    if name.startswith("bilstm"):
         forward, backward = diff[:, :D // 2].amax(-1), diff[:, D // 2:].amax(-1)
         assert forward[:j].max() == 0 and forward[j:].min() > 0
         assert backward[j + 1:].max() == 0 and backward[:j + 1].min() > 0
