@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from llama_throughput import TOKENS, lm_batches, models
 
 from uer.generation import generate
+from uer.targets.lm import LmTarget
 
 
 @pytest.mark.slow
@@ -31,3 +32,31 @@ def test_the_peer_is_the_same_model():
         theirs = peer.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6,
                                do_sample=False, eos_token_id=None, pad_token_id=TOKENS.pad_token_id)
     assert torch.equal(ours[:, -6:], theirs[:, 5:])
+
+
+@pytest.mark.parametrize("shift, smoothing", [(True, 0.0), (False, 0.1)])
+def test_the_static_shape_head_for_compile_computes_what_eager_does(shift, smoothing):
+    """``LmTarget.every_position`` (what ``torch.compile`` traces: no position selection, so no graph
+    break) gives forward's loss, accuracy and gradients, ignored labels included."""
+    torch.manual_seed(0)
+    target = LmTarget(12, 23, label_smoothing=smoothing, shift=shift)
+    hidden = torch.randn(3, 7, 12, requires_grad=True)
+    labels = torch.randint(0, 23, (3, 7))
+    labels[0, 4:] = -100
+    labels[2, :2] = -100
+    out = target(hidden, {"labels": labels})
+    grads = torch.autograd.grad(out.loss, [hidden, target.decoder.weight])
+    kept = labels[:, 1:] if shift else labels
+    static = target.every_position(hidden, kept, kept != -100)
+    assert_parity(static.loss, out.loss)
+    assert [int(v) for v in static.metrics["lm/acc"]] == [int(v) for v in out.metrics["lm/acc"]]
+    for ours, theirs in zip(torch.autograd.grad(static.loss, [hidden, target.decoder.weight]), grads):
+        assert_parity(ours, theirs)
+
+
+@pytest.mark.slow
+def test_a_llama_training_step_is_one_graph_for_torch_compile():
+    uer_model, m, _, _ = models("llama_tiny", vocab_size=97, seed=0)
+    batch = lm_batches(m.vocab_size, 1, batch=2, seq=9, seed=0, device="cpu")[0]
+    explained = torch._dynamo.explain(lambda b: uer_model(b).loss)(batch)
+    assert explained.graph_break_count == 0, explained.break_reasons

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from uer.targets.cross_entropy import summed_cross_entropy
 from uer.targets.output import TargetOutput, accuracy
@@ -63,8 +64,22 @@ class LmTarget(nn.Module):
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> TargetOutput:
         labels = self._labels(batch)
         selected = labels != -100
+        if torch.compiler.is_compiling():  # selecting positions is a data-dependent shape: a graph break
+            return self.every_position(hidden, labels, selected)
         h = (hidden[:, :-1] if self.shift else hidden)[selected]
         y = labels[selected]
         logits = self.logits(h)
         loss_sum = summed_cross_entropy(logits, y, self.label_smoothing)
         return TargetOutput.single("lm", loss_sum, selected.sum(), logits, {"acc": accuracy(logits, y)})
+
+    def every_position(self, hidden: torch.Tensor, labels: torch.Tensor, selected: torch.Tensor) -> TargetOutput:
+        """:meth:`forward` with static shapes, what runs under ``torch.compile``: the head scores every
+        (shifted) position and the ignored ones (``selected`` False) are left out of the loss and
+        accuracy sums, so loss, metrics and gradients are :meth:`forward`'s; ``logits['lm']`` is
+        (B·S', V) for all positions. Costs the head's FLOPs at ignored positions (none in packed
+        pretraining)."""
+        logits = self.logits(hidden[:, :-1] if self.shift else hidden).flatten(0, 1)
+        y, keep = labels.flatten(), selected.flatten()
+        loss_sum = F.cross_entropy(logits.float(), y, ignore_index=-100, reduction="sum",
+                                   label_smoothing=self.label_smoothing)
+        return TargetOutput.single("lm", loss_sum, keep.sum(), logits, {"acc": accuracy(logits, y.clamp(min=0), keep)})
