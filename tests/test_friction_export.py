@@ -32,7 +32,7 @@ def test_tokenizer_class_is_the_familys_where_it_encodes_alike(name, model_type,
     tokenizer = Tokenizer.load(f"builtin:{name}")
     tokenizer.save(tmp_path, model_max_length=64)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}), encoding="utf-8")
-    assert finish_tokenizer_config(tmp_path, ("input_ids", "attention_mask"), family_class) == written
+    assert finish_tokenizer_config(tmp_path, tokenizer, ("input_ids", "attention_mask"), family_class) == written
     config = json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8"))
     assert config["tokenizer_class"] == written and config["model_input_names"] == ["input_ids", "attention_mask"]
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path)

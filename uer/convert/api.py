@@ -108,7 +108,7 @@ def uer_to_hf(src: str | Path, dst: str | Path, architecture: str | None = None)
         save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(out, model_max_length=family.max_positions(model_cfg))
-            finish_tokenizer_config(out, family.input_names, family.tokenizer_class)
+            finish_tokenizer_config(out, tokenizer, family.input_names, family.tokenizer_class)
         if family.generation:  # transformers is imported only when converting (uer.convert loads with training)
             from transformers import GenerationConfig  # lazy: as in uer.convert.configs
 

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from uer.data.tokenizer import Tokenizer
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
@@ -38,20 +39,32 @@ def _write(directory: Path, **values) -> None:
 
 
 def _behaviour(tokenizer) -> tuple:
-    """What a user sees of ``tokenizer``: its size, ids of each probe (with and without special
-    tokens, and as a pair, with the pair's segment ids), and the decoded ids."""
+    """What a user sees of the transformers ``tokenizer``: its size, ids of each probe (with and
+    without special tokens, and as a pair, with the pair's segment ids if it returns them), and the
+    decoded ids."""
     single = [tokenizer(text)["input_ids"] for text in PROBES]
     pair = tokenizer(PROBES[0], PROBES[1])
     return (len(tokenizer), single, [tokenizer(t, add_special_tokens=False)["input_ids"] for t in PROBES],
             pair["input_ids"], pair.get("token_type_ids"), [tokenizer.decode(ids) for ids in single])
 
 
-def finish_tokenizer_config(directory: Path, input_names: tuple[str, ...], tokenizer_class: str | None) -> str:
-    """Complete the ``tokenizer_config.json`` that :meth:`Tokenizer.save` wrote into the export
+def _expected(tokenizer: Tokenizer, segments: bool) -> tuple:
+    """:func:`_behaviour` as uer's ``tokenizer`` (its ``tokenizers`` backend, the saved
+    tokenizer.json) defines it; pair segment ids only if the export returns them (``segments``)."""
+    backend = tokenizer.backend
+    single = [backend.encode(text).ids for text in PROBES]
+    pair = backend.encode(PROBES[0], PROBES[1])
+    return (tokenizer.vocab_size, single, [backend.encode(t, add_special_tokens=False).ids for t in PROBES],
+            pair.ids, pair.type_ids if segments else None, [backend.decode(ids, skip_special_tokens=False) for ids in single])
+
+
+def finish_tokenizer_config(directory: Path, tokenizer: Tokenizer, input_names: tuple[str, ...],
+                            tokenizer_class: str | None) -> str:
+    """Complete the ``tokenizer_config.json`` that ``tokenizer.save`` wrote into the export
     ``directory`` (which already holds its ``config.json``): ``model_input_names`` = ``input_names``
     (so BERT-style exports return ``token_type_ids``), and ``tokenizer_class`` = the family's
-    ``tokenizer_class`` if ``transformers.AutoTokenizer`` then loads a tokenizer that behaves as the
-    generic one does on :data:`PROBES` (same size, ids, pair segments, decoding); else it stays
+    ``tokenizer_class`` if ``transformers.AutoTokenizer`` then loads a tokenizer that behaves as
+    ``tokenizer`` does on :data:`PROBES` (same size, ids, pair segments, decoding); else it stays
     generic and the log says why. Returns the class written.
 
     Raises:
@@ -64,7 +77,7 @@ def finish_tokenizer_config(directory: Path, input_names: tuple[str, ...], token
         _write(directory, model_input_names=list(input_names))
         if tokenizer_class is None:
             return GENERIC
-        expected = _behaviour(AutoTokenizer.from_pretrained(str(directory)))
+        expected = _expected(tokenizer, "token_type_ids" in input_names)
         _write(directory, tokenizer_class=tokenizer_class)
         try:
             loaded = AutoTokenizer.from_pretrained(str(directory))
@@ -74,7 +87,7 @@ def finish_tokenizer_config(directory: Path, input_names: tuple[str, ...], token
                      " ".join(str(e).split())[:200], GENERIC)
             same = None
         if same is False:
-            log.info("tokenizer: %s would encode differently from the saved tokenizer.json; keeping %s",
+            log.info("tokenizer: %s would encode differently from the checkpoint's tokenizer; keeping %s",
                      tokenizer_class, GENERIC)
         if not same:
             _write(directory, tokenizer_class=GENERIC)
