@@ -59,7 +59,7 @@ def test_a_drop_interrupted_after_the_rename_is_finished_by_the_next_one(tmp_pat
 
 def run(out: Path, steps: int, save_every: int, keep_state: int, resume: bool = False):
     cfg_trainer = TrainerConfig(max_steps=steps, output_dir=str(out), save_every=save_every, keep_state=keep_state,
-                                eval_every=0, log_every=1, device="cpu", progress=False)
+                                eval_every=0, log_every=1, device="cpu", progress=False, peak_tflops=1.0)
     model, cfg = classifier()
     trainer = build_trainer(model, Settings(cfg_trainer, OptimConfig(lr=1e-2), SchedulerConfig(name="constant")),
                             cfg, None, Data(Rows(), torch.arange(ROWS).numpy(), collate, 8),
