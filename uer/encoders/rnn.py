@@ -45,7 +45,7 @@ class RnnEncoder(nn.Module):
         cell: ``lstm`` or ``gru``.
         bidirectional: run a second, right-to-left recurrence in every layer.
         dropout: on the outputs of every layer (between layers inside torch, and on the last one here).
-        pack: run padded batches as packed sequences. Same outputs; on CPU 2.3x slower than running
+        pack: run padded batches as packed sequences. Same outputs; on CPU 2.3-2.6x slower than running
             the padded steps (LSTM 2 x 512, 8 x 128 with every other row padded,
             benchmarks/rnn_cnn_throughput.py --padded); on CUDA it saves the padded steps.
 
