@@ -286,6 +286,12 @@ def score_rows(model, rows: Rows, pad_id: int, batch_size: int, head, score, pre
     return {**evaluation.result(), **score(out)}
 
 
+def kept_best(trainer) -> tuple[int, float] | None:
+    """``(step, value)`` of the evaluation whose weights :class:`BestCheckpoint` kept in
+    ``<output_dir>/best`` during this run, or None without one."""
+    return next((c.best for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+
+
 class DevEvaluator:
     """A Trainer evaluator: :func:`score_rows` on the dev ``rows``. It remembers each evaluation's
     scores by step, so the recipe reports the best checkpoint's dev scores (:meth:`best`) without
@@ -305,7 +311,7 @@ class DevEvaluator:
         """The dev scores of the weights in ``<output_dir>/best``: those of the evaluation that
         :class:`BestCheckpoint` kept, scored again only when this process did not see it (a resumed
         run whose best came before the resume) or when there was no evaluation."""
-        kept = next((c.best for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+        kept = kept_best(trainer)
         if kept is not None and kept[0] in self.scores:
             return self.scores[kept[0]]
         return self(trainer)

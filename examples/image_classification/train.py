@@ -32,6 +32,7 @@ from examples.finetune import (
     callbacks,
     compose_recipe,
     finetune_config,
+    kept_best,
     load_body,
     script_main,
     target_config,
@@ -175,7 +176,10 @@ def run(argv: list[str]) -> dict[str, float]:
                             layer_decay=ft.layer_decay, resume_from=resume_point(run_settings.trainer, model_cfg))
     trainer.fit()
     model = best_model(trainer)
-    result = {f"{s}/acc": accuracy(model, rows, split[s], collate, batch_size) for s in ("dev", "test")}
+    kept = kept_best(trainer)  # the dev accuracy that chose the best weights: not scored a second time
+    dev = kept[1] if kept is not None and ft.best_metric == "cls/acc" else \
+        accuracy(model, rows, split["dev"], collate, batch_size)
+    result = {"dev/acc": dev, "test/acc": accuracy(model, rows, split["test"], collate, batch_size)}
     print(" ".join(f"{k}={v:.4f}" for k, v in result.items()), flush=True)
     return result
 
