@@ -84,6 +84,8 @@ def test_every_model_part_composes_and_builds(part):
             overrides = sized("clip_tiny")
         if option in ("waveform", "wav2vec2", "ctc"):  # wav2vec 2.0's parts read its conv and codebook sizes
             overrides = sized("wav2vec2_tiny") + [f"model/{part}={option}"]
+        if option in ("rnn", "cnn"):  # BERT's MLM head reads the Transformer's FFN activation
+            overrides = sized("lstm") + [f"model/{part}={option}"]
         if option == "speech":  # S2T's subsampler reads its filter-bank and conv sizes
             overrides = sized("s2t_tiny")
         if option in ("dual_text", "dual", "cosine"):  # two-tower parts go together
