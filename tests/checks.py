@@ -40,3 +40,14 @@ def digest(root: Path) -> dict[str, str]:
     """sha256 of every file under the directory ``root``, by relative path: what "untouched" compares."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def shortest_recordings(shared_data: Path, split: str, count: int, tsv: Path) -> Path:
+    """A ``path<TAB>transcript`` manifest at ``tsv`` of the ``count`` shortest recordings of the shared
+    speech corpus's ``split`` (absolute paths), for tests that train or transcribe in seconds."""
+    lines = (shared_data / "speech" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    rows = sorted((line.split("\t") for line in lines[1:]), key=lambda r: float(r[header.index("duration_s")]))[:count]
+    tsv.write_text("path\ttranscript\n" + "".join(
+        f"{shared_data / 'speech' / r[header.index('path')]}\t{r[header.index('transcript')]}\n" for r in rows))
+    return tsv

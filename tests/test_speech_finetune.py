@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from checks import one_line_error
+from checks import one_line_error, shortest_recordings
 from omegaconf import OmegaConf
 
 from uer.config import compose_config, resolve
@@ -61,13 +61,7 @@ def test_bad_input_is_one_line(capsys):
 @pytest.fixture(scope="module")
 def manifest(shared_data, tmp_path_factory) -> Path:
     """A TSV of the four shortest training recordings (absolute paths) with their transcripts."""
-    lines = (shared_data / "speech" / "train.tsv").read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    rows = sorted((line.split("\t") for line in lines[1:]), key=lambda r: float(r[header.index("duration_s")]))[:4]
-    tsv = tmp_path_factory.mktemp("speech") / "four.tsv"
-    tsv.write_text("path\ttranscript\n" + "".join(
-        f"{shared_data / 'speech' / r[header.index('path')]}\t{r[header.index('transcript')]}\n" for r in rows))
-    return tsv
+    return shortest_recordings(shared_data, "train", 4, tmp_path_factory.mktemp("speech") / "four.tsv")
 
 
 def recipe(manifest: Path, output: Path, *args: str) -> dict[str, float]:

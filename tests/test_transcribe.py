@@ -9,7 +9,7 @@ import jiwer
 import pytest
 import torch
 import transformers
-from checks import one_line_error
+from checks import one_line_error, shortest_recordings
 from omegaconf import OmegaConf
 
 from uer.cli.transcribe import main
@@ -27,13 +27,7 @@ SIZES = {"dim": 16, "num_heads": 2, "ffn_dim": 24, "num_layers": 1, "num_decoder
 @pytest.fixture(scope="module")
 def manifest(shared_data, tmp_path_factory):
     """A TSV of the two shortest dev recordings (absolute paths) with their transcripts."""
-    lines = (shared_data / "speech" / "dev.tsv").read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    rows = sorted((line.split("\t") for line in lines[1:]), key=lambda r: float(r[header.index("duration_s")]))[:2]
-    tsv = tmp_path_factory.mktemp("speech") / "two.tsv"
-    tsv.write_text("path\ttranscript\n" + "".join(
-        f"{shared_data / 'speech' / r[header.index('path')]}\t{r[header.index('transcript')]}\n" for r in rows))
-    return tsv
+    return shortest_recordings(shared_data, "dev", 2, tmp_path_factory.mktemp("speech") / "two.tsv")
 
 
 def checkpoint(preset: str, sizes: dict, manifest, directory, seed: int = 0):
