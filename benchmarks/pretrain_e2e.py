@@ -39,13 +39,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from common import environment, summary
+from common import Side, environment, summary
 from datasets import load_from_disk
 from peers import bert_peer
 from transformers import BertTokenizerFast, DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
 from uer.config import compose_config, resolve
+from uer.data.masking import MaskedLm
+from uer.data.tokenizer import Tokenizer
+from uer.models import build_model
+from uer.train.config import OptimConfig, validated
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIN = Path(sys.executable).parent
@@ -66,9 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     p.add_argument("--compile", action="store_true", help="add a side: uer-pretrain trainer.compile=true")
     p.add_argument("--workdir", help="keeps the dataset and the runs (default: a temporary folder)")
+    p.add_argument("--alternate-steps", action="store_true",
+                   help="instead: both models in this process, one training step each in turn on the same real batches")
     p.add_argument("--hf-run", help=argparse.SUPPRESS)  # internal: run the transformers side into this dir
     args = p.parse_args(argv)
-    if not 0 < args.warmup < args.steps or args.steps % args.log_every or args.warmup % args.log_every:
+    runs = not args.alternate_steps and not args.hf_run
+    if runs and (not 0 < args.warmup < args.steps or args.steps % args.log_every or args.warmup % args.log_every):
         p.error("need 0 < warmup < steps, both multiples of --log-every")
     return args
 
@@ -156,6 +164,38 @@ def hf_side(args) -> None:
     (run_dir / "step_times.json").write_text(json.dumps(times))
 
 
+def alternate_steps(args, dataset: Path, precision: str) -> dict[str, list[float]]:
+    """A check that load swings cannot skew: uer's model and ``BertForPreTraining`` (same config) in
+    this process, one step each in turn (the order flipping every step) on the same batches of the
+    dataset, padded and masked by uer's collator for both; a step is forward (autocast in bf16),
+    backward, clipping at 1.0, fused AdamW, zero_grad. Returns the seconds of each timed step per
+    side (``--steps`` batches after one untimed step each)."""
+    torch.set_num_threads(args.threads)
+    tokenizer = Tokenizer.load(args.vocab)
+    cfg = compose_config([f"+model={args.preset}"])
+    cfg.model.vocab_size = tokenizer.vocab_size
+    torch.manual_seed(42)
+    uer_model = build_model(cfg.model)
+    hf_model, hf_loss = bert_peer(resolve(cfg.model))
+    sides = {"uer": Side("uer", uer_model, validated(cfg.optim, OptimConfig, "optim"), lambda b: uer_model(b).loss, len),
+             "transformers": Side("transformers", hf_model, validated(cfg.optim, OptimConfig, "optim"), hf_loss, len)}
+    rows, collate = load_from_disk(str(dataset)), MaskedLm(tokenizer)
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for i in range(args.steps + 1):
+        index = list(range(i * args.batch, (i + 1) * args.batch))
+        columns = rows.select_columns(["input_ids", "token_type_ids", "next_sentence_label"])[index]
+        batch = collate(columns, [np.random.default_rng([42, j]) for j in index])
+        for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+            start = time.perf_counter()
+            sides[name].forward_backward(batch, precision)
+            torch.nn.utils.clip_grad_norm_(sides[name].model.parameters(), 1.0)
+            sides[name].optimizer.step()
+            sides[name].optimizer.zero_grad(set_to_none=True)
+            if i:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
 def mean_tokens(dataset: Path) -> float:
     """Mean real tokens per row of the dataset (the factor from samples/s to tokens/s)."""
     lengths = [len(r) for r in load_from_disk(str(dataset))["input_ids"]]
@@ -172,8 +212,22 @@ def main() -> None:
     tokens = mean_tokens(dataset)
     print(environment(args.threads) + f"; load average at start {os.getloadavg()[0]:.1f}")
     print(f"{args.preset}, MLM + NSP, {Path(args.corpus).name} -> {dataset} ({tokens:.1f} real tokens per row on "
-          f"average), vocabulary {Path(args.vocab).name}; batch {args.batch} x {args.seq}; {args.steps} steps per run, "
-          f"timed: steps {args.warmup + 1}-{args.steps}; {args.rounds} rounds, order flipping; OMP_NUM_THREADS={args.threads}")
+          f"average), vocabulary {Path(args.vocab).name}; batch {args.batch} x {args.seq}; " + (
+              f"{args.steps} steps per side" if args.alternate_steps else
+              f"{args.steps} steps per run, timed: steps {args.warmup + 1}-{args.steps}; {args.rounds} rounds, "
+              f"order flipping; OMP_NUM_THREADS={args.threads}"))
+    if args.alternate_steps:
+        for precision in args.precision:
+            times = alternate_steps(args, dataset, precision)
+            rates = {name: [args.batch / t for t in values] for name, values in times.items()}
+            ratios = [h / u for u, h in zip(times["uer"], times["transformers"])]
+            print(f"[{precision}] one step each in turn, {args.steps} steps; samples/s median (steps); "
+                  f"load average now {os.getloadavg()[0]:.1f}")
+            for name, values in rates.items():
+                print(f"  {name:<13} {summary(values)}")
+            print(f"  ratio uer / transformers per step: median {statistics.median(ratios):.2f}x, "
+                  f"total time {sum(times['transformers']) / sum(times['uer']):.2f}x")
+        return None
     for precision in args.precision:
         sides = {"uer": lambda d, p=precision: run_uer(args, dataset, d, p, False)}
         if args.compile:
