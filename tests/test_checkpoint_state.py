@@ -9,10 +9,12 @@ import pytest
 import torch
 from test_callbacks import ROWS, Rows, classifier, collate
 
+from uer.config import resolve
 from uer.errors import UerError
 from uer.train.assemble import Data, Settings, build_trainer
 from uer.train.checkpoint import DROPPED_STATE, drop_state, is_resumable, list_checkpoints, prune_checkpoints
 from uer.train.config import OptimConfig, SchedulerConfig, TrainerConfig, check_trainer
+from uer.train.run import resume_point
 
 
 def fake_checkpoint(out: Path, step: int, state: bool = True) -> Path:
@@ -73,6 +75,12 @@ def test_a_run_keeps_state_in_its_last_checkpoint_only_and_resumes_from_it(tmp_p
     assert kinds(tmp_path) == [("02", False), ("04", True)]
     assert run(tmp_path, steps=6, save_every=2, keep_state=1, resume=True).step == 6
     assert kinds(tmp_path) == [("04", False), ("06", True)]
+    drop_state(list_checkpoints(tmp_path)[-1])  # now every checkpoint is weights-only
+    with pytest.raises(UerError, match="no checkpoint in .* holds training state .* trainer.init_from="):
+        resume_point(TrainerConfig(output_dir=str(tmp_path), resume="auto"), resolve(classifier()[1].model))
+    drop_state(list_checkpoints(tmp_path)[-1])  # now every checkpoint is weights-only
+    with pytest.raises(UerError, match="no checkpoint in .* holds training state .* trainer.init_from="):
+        resume_point(TrainerConfig(output_dir=str(tmp_path), resume="auto"), resolve(classifier()[1].model))
 
 
 def test_fine_tuning_without_saves_writes_no_optimizer_state(tmp_path):

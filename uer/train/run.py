@@ -28,7 +28,7 @@ from uer.preprocess.integrity import check_dataset_ids
 from uer.preprocess.registry import options_from_config
 from uer.train import distributed
 from uer.train.assemble import Data, build_trainer, settings
-from uer.train.checkpoint import list_checkpoints
+from uer.train.checkpoint import is_resumable, list_checkpoints
 from uer.train.config import TrainerConfig
 from uer.train.trainer import Trainer, pick_device
 
@@ -104,8 +104,8 @@ def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
     """The checkpoint to resume from (or None), checking ``trainer.resume`` against the output dir.
 
     Raises:
-        UerError: the output dir holds a run and resume is not set, nothing to resume, or the saved
-            run has another model config.
+        UerError: the output dir holds a run and resume is not set, its checkpoints are all
+            weights-only, nothing to resume, or the saved run has another model config.
     """
     if Path(t.output_dir).exists() and not Path(t.output_dir).is_dir():
         raise UerError(f"trainer.output_dir={t.output_dir}: exists and is not a directory")
@@ -115,7 +115,15 @@ def resume_point(t: TrainerConfig, model_cfg: DictConfig) -> Path | None:
             raise UerError(f"output dir {t.output_dir} holds another run ({found[-1].name}); pass "
                            "trainer.resume=auto to continue it or choose another trainer.output_dir")
         return None
-    path = (found[-1] if found else None) if t.resume == "auto" else Path(t.resume)
+    if t.resume == "auto":
+        resumable = [c for c in found if is_resumable(c)]  # older ones are weights-only (trainer.keep_state)
+        if found and not resumable:
+            raise UerError(f"no checkpoint in {t.output_dir} holds training state (they are weights-only: "
+                           f"trainer.keep_state=0); start from the weights with trainer.init_from={found[-1]} "
+                           "and another trainer.output_dir")
+        path = resumable[-1] if resumable else None
+    else:
+        path = Path(t.resume)
     if path is None:
         log.info("no checkpoint in %s; starting fresh", t.output_dir)
         return None
