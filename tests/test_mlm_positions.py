@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from checks import assert_parity
+
 from uer.data.masking import MlmCollator
 from uer.targets.mlm import MlmTarget
 
