@@ -49,8 +49,8 @@ def convert(src: str | Path, dst: str | Path, architecture: str | None = None, b
     """
     if Path(src).is_file():
         if config is None:
-            raise UerError(f"{src}: a file; a TencentPretrain/UER-py checkpoint (.bin) needs its JSON config "
-                           "(--config), a Hugging Face or uer model is a directory")
+            raise UerError(f"{src}: a file, expected a model directory (Hugging Face or uer); a "
+                           "TencentPretrain/UER-py checkpoint (.bin) is a file but needs its JSON config (--config)")
         return import_tencentpretrain(src, config, dst, vocab)
     kind = adapter_kind(src)
     if kind == "peft":
