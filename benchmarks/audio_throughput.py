@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary
+from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary, timed_sides
 from transformers import Speech2TextFeatureExtractor
 
 from uer.config import compose_config, resolve
@@ -156,11 +156,7 @@ def train(preset: str, args, waves, ids, vocab_size: int) -> None:
     print(f"loss before training (eval mode): uer {first[0]:.4f}, transformers {first[1]:.4f} (same weights"
           f"{'; uer: contrastive + diversity loss summed over masked frames, as transformers' if kind == 'wav2vec2' else ''})")
     for precision in args.precision:
-        for s in sides:
-            for i in range(args.warmup):
-                s.step(data[i % len(data)], precision)
-        rates = interleaved({s.name: (lambda s=s, p=precision: s.rate(data, args.steps, p)) for s in sides},
-                            args.rounds)
+        rates = timed_sides(sides, data, precision, args.warmup, args.steps, args.rounds)
         print(f"[train {precision}]")
         for s in sides:
             print(f"  {s.name:<13} {summary(rates[s.name])} s of audio/s")

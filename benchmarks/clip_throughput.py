@@ -13,7 +13,7 @@ Batches: full-length captions, no padding and so no attention mask on either sid
 with the end token (id 3, never drawn otherwise) last, which is where uer's ``last`` pooling and
 transformers' first-eos pooling (``eos_token_id=3``) both read; standard-normal ``pixel_values``.
 FLOPs per step: ``uer.train.flops.count_flops`` (forward + backward as executed) for each model;
-MFU = FLOP/s over ``uer.train.flops.peak_flops`` (a 2048³ matmul in the same precision, this run)
+MFU = FLOP/s over ``uer.train.flops.peak_flops`` (the best of several matmul sizes in the same precision, measured in this run)
 or ``--peak-tflops``.
 
 Run: ``python benchmarks/clip_throughput.py --preset clip_tiny clip_b32`` (see benchmarks/README.md).
@@ -25,7 +25,7 @@ import os
 import statistics
 
 import torch
-from common import DTYPES, Side, add_timing_args, environment, interleaved, summary
+from common import DTYPES, Side, add_timing_args, environment, summary, timed_sides
 from transformers import CLIPConfig, CLIPModel
 
 from uer.config import compose_config, resolve
@@ -125,13 +125,9 @@ def run(preset: str, args, device) -> None:
     flops = {p: {s.name: s.flops(data[0], p) for s in sides} for p in args.precision}
     for precision in args.precision:
         peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(device, DTYPES[precision])
-        for s in sides:
-            for i in range(args.warmup):
-                s.step(data[i % len(data)], precision)
-        rates = interleaved({s.name: (lambda s=s, p=precision: s.rate(data, args.steps, p)) for s in sides},
-                            args.rounds)
+        rates = timed_sides(sides, data, precision, args.warmup, args.steps, args.rounds)
         print(f"[{precision}] peak {peak / 1e9:.1f} GFLOP/s "
-              f"({'given by --peak-tflops' if args.peak_tflops else 'measured: 2048^3 matmul'})")
+              f"({'given by --peak-tflops' if args.peak_tflops else 'measured: best of several matmul sizes'})")
         median = {s.name: statistics.median(rates[s.name]) for s in sides}
         for s in sides:
             mfu = flops[precision][s.name] * median[s.name] / batch / peak

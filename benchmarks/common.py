@@ -87,6 +87,17 @@ def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
     return rates
 
 
+def timed_sides(sides: list["Side"], batches: list[dict[str, torch.Tensor]], precision: str, warmup: int,
+                steps: int, rounds: int) -> dict[str, list[float]]:
+    """``warmup`` untimed steps per side (cycling ``batches``), then :func:`interleaved` rounds of
+    ``steps`` timed steps per side. Returns ``{side name: [rate of round 0, 1, ...]}`` (samples of
+    the first batch's kind per second, as :meth:`Side.rate`)."""
+    for s in sides:
+        for i in range(warmup):
+            s.step(batches[i % len(batches)], precision)
+    return interleaved({s.name: (lambda s=s: s.rate(batches, steps, precision)) for s in sides}, rounds)
+
+
 def add_timing_args(p: argparse.ArgumentParser, steps: int, rounds: int) -> None:
     """``--rounds`` and ``--threads`` (every benchmark), ``--steps`` with the given default."""
     p.add_argument("--steps", type=int, default=steps, help="timed steps per side per round")

@@ -13,7 +13,7 @@ uer's optim config); a step is forward, backward, optimizer step, zero_grad; fp3
 under ``torch.autocast``, as uer's trainer does). ``--compile`` adds a compiled side per library:
 ``model.compile()`` of a second copy of each model (what ``trainer.compile=true`` does for uer; the
 peer compiled the same way). FLOPs per step: ``uer.train.flops.count_flops``; MFU against
-``uer.train.flops.peak_flops`` (a 2048³ matmul in the same precision, this run) or ``--peak-tflops``.
+``uer.train.flops.peak_flops`` (the best of several matmul sizes in the same precision, measured in this run) or ``--peak-tflops``.
 
 Generation: ``uer.generation.generate`` (greedy, KV cache) against ``LlamaForCausalLM.generate``
 (``do_sample=False``, ``use_cache=True``), the same prompts (``--gen-batch`` rows of ``--prompt``
@@ -35,7 +35,7 @@ import time
 from types import SimpleNamespace
 
 import torch
-from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary
+from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary, timed_sides
 
 from uer.config import compose_config, resolve
 from uer.errors import UerError
@@ -129,12 +129,8 @@ def training(args, uer_model, peer, m, optim, device) -> None:
             s.model.compile()
     for precision in args.precision:
         peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(device, DTYPES[precision])
-        for s in sides:
-            for i in range(args.warmup):
-                s.step(data[i % len(data)], precision)
-        rates = interleaved({s.name: (lambda s=s, p=precision: s.rate(data, args.steps, p)) for s in sides},
-                            args.rounds)
-        source = "given by --peak-tflops" if args.peak_tflops else "measured: 2048^3 matmul"
+        rates = timed_sides(sides, data, precision, args.warmup, args.steps, args.rounds)
+        source = "given by --peak-tflops" if args.peak_tflops else "measured: best of several matmul sizes"
         print(f"[train {precision}] peak {peak / 1e9:.1f} GFLOP/s ({source})")
         median = {s.name: statistics.median(rates[s.name]) for s in sides}
         for s in sides:

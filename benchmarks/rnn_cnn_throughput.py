@@ -27,7 +27,7 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from common import Side, add_timing_args, environment, interleaved, summary
+from common import Side, add_timing_args, environment, summary, timed_sides
 from torch import nn
 
 from uer.config import compose_config, resolve
@@ -168,10 +168,7 @@ def run(preset: str, args, device) -> None:
     print(f"batch {args.batch} x {args.seq} ({'every other row right-padded, ' if args.padded else 'unpadded, '}"
           f"{real:.0f} real tokens a batch on average); {len(data)} batches cycled, the same tensors for both sides")
     print(f"loss before training: uer {first[0]:.4f}, plain {first[1]:.4f} (same weights, eval mode)")
-    for s in sides:
-        for i in range(args.warmup):
-            s.step(data[i % len(data)], "fp32")
-    rates = interleaved({s.name: (lambda s=s: s.rate(data, args.steps, "fp32")) for s in sides}, args.rounds)
+    rates = timed_sides(sides, data, "fp32", args.warmup, args.steps, args.rounds)
     for s in sides:
         print(f"  {s.name:<12} {summary(rates[s.name])} tokens/s (real tokens)")
     ratio = statistics.median(rates["uer"]) / statistics.median(rates["plain torch"])

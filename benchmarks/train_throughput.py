@@ -10,7 +10,7 @@ interleaved rounds (the order flips every round) and the median round is reporte
 
 FLOPs per step are counted with ``uer.train.flops.count_flops`` (forward + backward, every matmul,
 convolution and attention product actually executed) for each model; MFU is achieved FLOP/s over
-``uer.train.flops.peak_flops`` (a 2048³ matmul in the same precision) measured in the same run.
+``uer.train.flops.peak_flops`` (the best of several matmul sizes in the same precision) measured in the same run.
 
 Run: ``python benchmarks/train_throughput.py --preset bert_mini`` (see benchmarks/README.md).
 """
@@ -21,7 +21,7 @@ import os
 import statistics
 
 import torch
-from common import DTYPES, Side, add_timing_args, environment, interleaved, summary
+from common import DTYPES, Side, add_timing_args, environment, summary, timed_sides
 from omegaconf import DictConfig
 from peers import Family, family_of
 
@@ -124,7 +124,7 @@ def describe(args, family: Family, m: DictConfig, sides: list[Side], batches, ba
         first = [s.loss(batches[0]).item() for s in (uer, hf)]
     print(f"loss before training: uer {first[0]:.3f}, transformers {first[1]:.3f} "
           f"(uniform guess: {family.chance(m):.3f})")
-    print("FLOPs: torch FlopCounterMode, forward + backward as executed; MFU = FLOP/s / peak (a 2048^3 matmul "
+    print("FLOPs: torch FlopCounterMode, forward + backward as executed; MFU = FLOP/s / peak (the best of several matmul sizes "
           "in the same precision measured in this run, unless --peak-tflops)\n")
 
 
@@ -158,12 +158,8 @@ def main() -> None:
             s.model.compile()
     for precision in args.precision:
         peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(device, DTYPES[precision])
-        for s in sides:
-            for i in range(args.warmup):
-                s.step(batches[i % len(batches)], precision)
-        rates = interleaved({s.name: (lambda s=s, p=precision: s.rate(batches, args.steps, p)) for s in sides},
-                            args.rounds)
-        source = "given by --peak-tflops" if args.peak_tflops else "measured: 2048^3 matmul"
+        rates = timed_sides(sides, batches, precision, args.warmup, args.steps, args.rounds)
+        source = "given by --peak-tflops" if args.peak_tflops else "measured: best of several matmul sizes"
         print(f"[{precision}] peak {peak / 1e9:.1f} GFLOP/s ({source})")
         median = {}
         for s in sides:

@@ -88,6 +88,8 @@ def test_every_model_part_composes_and_builds(part):
             overrides = sized("lstm") + [f"model/{part}={option}"]
         if option == "speech":  # S2T's subsampler reads its filter-bank and conv sizes
             overrides = sized("s2t_tiny")
+        if option == "seq2seq_lm_ctc":  # hybrid CTC/attention reads S2T's blank and eos ids
+            overrides = sized("s2t_tiny") + [f"model/{part}={option}"]
         if option in ("dual_text", "dual", "cosine"):  # two-tower parts go together
             overrides = sized("bert_tiny") + ["model/embedding=dual_text", "model/encoder=dual", "model/target=cosine"]
         cfg = resolve(compose_config(overrides))
