@@ -22,16 +22,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from preprocess_scale import tree_rss
+from process_memory import run_sampled
 from torch.distributed.fsdp import FSDPModule
 
 from uer.config import compose_config
@@ -78,26 +75,12 @@ def run(args, checkpointing: bool, workdir: Path) -> dict:
                "trainer.eval_every=0", f"trainer.save_every={args.steps}", "trainer.progress=false",
                f"trainer.output_dir={out / 'run'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    peak, done = 0, threading.Event()
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(args.interval):
-            peak = max(peak, tree_rss(child.pid)[0])
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output, _ = child.communicate()
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if child.returncode != 0:
-        raise SystemExit(f"the run failed:\n{chr(10).join(output.strip().splitlines()[-8:])}")
+    run = run_sampled(command, env, args.interval)
+    if run.returncode != 0:
+        raise SystemExit(f"the run failed:\n{chr(10).join((run.stdout + run.stderr).strip().splitlines()[-8:])}")
     records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if r["split"] == "train"][-1]
-    return {"peak": peak, "seconds": seconds, "tokens_per_s": last["tokens_per_s"], "loss": last["loss"]}
+    return {"peak": run.peak_anon, "seconds": run.seconds, "tokens_per_s": last["tokens_per_s"], "loss": last["loss"]}
 
 
 def main() -> None:

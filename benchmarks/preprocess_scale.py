@@ -30,12 +30,12 @@ import os
 import random
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from process_memory import run_sampled
 
 from uer.preprocess.build import read_meta
 from uer.preprocess.corpus import default_corpus
@@ -94,33 +94,6 @@ def build_corpus(sources: list[Path], size: int, path: Path, seed: int) -> tuple
     return written, lines, passes
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    """Sums of (``RssAnon``, ``VmRSS``) in bytes over process ``root`` and its descendants (``/proc``)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    members, frontier = {root}, [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier and pid not in members]
-        members.update(children)
-        frontier = children
-    anon = total = 0
-    for pid in members:
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-                fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f
-                          if line.startswith(("VmRSS:", "RssAnon:"))}
-        except (OSError, ValueError):
-            continue
-        anon, total = anon + fields.get("RssAnon", 0), total + fields.get("VmRSS", 0)
-    return anon, total
-
-
 def run(processor: str, corpus: Path, procs: int, workdir: Path, interval: float) -> dict:
     """One ``uer-preprocess`` command; returns wall seconds, peak tree RssAnon and VmRSS (sampled),
     rows, tokens and shards.
@@ -132,26 +105,12 @@ def run(processor: str, corpus: Path, procs: int, workdir: Path, interval: float
     env = {**os.environ, "UER_CACHE": str(fresh / "cache"), "HF_DATASETS_CACHE": str(fresh / "hf-datasets")}
     command = [sys.executable, "-m", "uer.cli.preprocess", f"data={processor}", f"data.corpus={corpus}",
                f"data.num_proc={procs}", f"output={fresh / 'dataset'}"]
-    peak, done = (0, 0), threading.Event()
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(interval):
-            peak = tuple(map(max, peak, tree_rss(child.pid)))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = child.communicate()
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if child.returncode != 0:
-        raise SystemExit(f"uer-preprocess failed: {(err or out).strip().splitlines()[-1:]}")
+    run = run_sampled(command, env, interval)
+    if run.returncode != 0:
+        raise SystemExit(f"uer-preprocess failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
     meta = read_meta(fresh / "dataset")
     shutil.rmtree(fresh)
-    return {"seconds": seconds, "peak_tree_anon": peak[0], "peak_tree_rss": peak[1], "rows": meta["num_rows"],
+    return {"seconds": run.seconds, "peak_tree_anon": run.peak_anon, "peak_tree_rss": run.peak_rss, "rows": meta["num_rows"],
             "tokens": meta["num_tokens"], "shards": meta["num_shards"]}
 
 
