@@ -59,8 +59,8 @@ class OptimConfig:
 
 @dataclass
 class SchedulerConfig:
-    """``scheduler.*`` keys; ``name`` is a ``transformers.get_scheduler`` name (linear, cosine,
-    constant, ...). ``warmup_steps`` null means ``warmup_ratio · trainer.max_steps``."""
+    """``scheduler.*`` keys; ``name`` is one of :data:`uer.train.schedules.SCHEDULES` (linear,
+    cosine, constant, ...: ``transformers.get_scheduler``'s shapes). ``warmup_steps`` null means ``warmup_ratio · trainer.max_steps``."""
 
     name: str = "linear"
     warmup_steps: int | None = None

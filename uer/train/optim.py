@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import get_scheduler
 
 from uer.errors import UerError
 from uer.train.config import OptimConfig, SchedulerConfig
+from uer.train.schedules import schedule
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
@@ -68,9 +68,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, layer_decay: float = 1.0
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, max_steps: int):
-    """A ``transformers.get_scheduler`` schedule stepped once per optimizer step: linear warmup to
-    ``optim.lr``, then linear decay to 0 (``linear``), half-cosine (``cosine``) or flat
-    (``constant``, which warms up too).
+    """The schedule ``scheduler.name`` (:mod:`uer.train.schedules`: linear warm-up to ``optim.lr``,
+    then ``linear`` decay to 0, half-``cosine``, ``constant``, ``cosine_with_restarts``,
+    ``polynomial`` or ``inverse_sqrt``, as ``transformers.get_scheduler`` defines them) over
+    ``max_steps``, stepped once per optimizer step.
 
     Raises:
         UerError: unknown schedule name or negative warmup.
@@ -78,8 +79,4 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, max_
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * max_steps)
     if warmup < 0:
         raise UerError(f"scheduler warmup must be >= 0, got {warmup}")
-    name = {"constant": "constant_with_warmup"}.get(cfg.name, cfg.name)
-    try:
-        return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
-    except ValueError as e:
-        raise UerError(f"scheduler.name={cfg.name}: {str(e).splitlines()[0]}") from None
+    return schedule(optimizer, cfg.name, warmup, max_steps)

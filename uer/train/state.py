@@ -100,8 +100,8 @@ def apply_settings(optimizer: torch.optim.Optimizer, scheduler, settings: list[d
     group's ``settings`` (everything but ``params``, as built from the config, ``initial_lr`` the
     peak learning rate) replace the loaded ones, the schedule's ``base_lrs`` become the new peaks and
     each group's ``lr`` the schedule's value at the loaded step (``base_lr · lr_lambda(last_epoch)``,
-    as ``torch.optim.lr_scheduler.LambdaLR`` computes it: every ``transformers.get_scheduler``
-    schedule that :func:`uer.train.optim.build_scheduler` offers is one). Changed settings are logged.
+    as ``torch.optim.lr_scheduler.LambdaLR`` computes it: every schedule that
+    :func:`uer.train.optim.build_scheduler` offers is one). Changed settings are logged.
     """
     changed = {("lr" if k == "initial_lr" else k): (group.get(k), v)
                for group, new in zip(optimizer.param_groups, settings) for k, v in new.items()
