@@ -27,14 +27,13 @@ Run: ``python benchmarks/audio_throughput.py`` (see benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
-from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary, timed_sides
+from common import DTYPES, Side, add_timing_args, converted_peer, interleaved, ratio, summary, timed_sides, start
 from transformers import Speech2TextFeatureExtractor
 
 from uer.config import compose_config, resolve
@@ -191,9 +190,7 @@ def features(args, waves) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    print(environment(args.threads) + ", device cpu")
+    start(args)
     waves, texts = recordings(args.manifest, args.utterances)
     ids, vocab_size = characters(texts)
     print(f"audio: the first {len(waves)} recordings of {args.manifest} ({sum(map(len, waves)) / SAMPLE_RATE:.1f} s), "

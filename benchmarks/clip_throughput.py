@@ -21,11 +21,10 @@ Run: ``python benchmarks/clip_throughput.py --preset clip_tiny clip_b32`` (see b
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 import torch
-from common import DTYPES, Side, add_timing_args, environment, summary, timed_sides
+from common import DTYPES, Side, add_timing_args, summary, timed_sides, start
 from transformers import CLIPConfig, CLIPModel
 
 from uer.config import compose_config, resolve
@@ -138,10 +137,7 @@ def run(preset: str, args, device) -> None:
 
 def main() -> None:
     args = parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    print(environment(args.threads) + f", device {args.device}")
+    device = start(args)
     print("step = forward (symmetric InfoNCE over the batch), backward, the optimizer uer.train.optim.build_optimizer "
           f"makes from uer's optim config (both sides), zero_grad; warmup {args.warmup}, then {args.rounds} "
           f"interleaved rounds x {args.steps} timed steps per side, median round\n")

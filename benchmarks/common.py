@@ -87,6 +87,16 @@ def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
     return rates
 
 
+def start(args: argparse.Namespace) -> torch.device:
+    """What every training benchmark does first: no hub access, ``--threads`` torch threads, the
+    setup line printed; returns ``--device`` (cpu where the script has no such option)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    device = getattr(args, "device", "cpu")
+    print(environment(args.threads) + f", device {device}")
+    return torch.device(device)
+
+
 def timed_sides(sides: list["Side"], batches: list[dict[str, torch.Tensor]], precision: str, warmup: int,
                 steps: int, rounds: int) -> dict[str, list[float]]:
     """``warmup`` untimed steps per side (cycling ``batches``), then :func:`interleaved` rounds of

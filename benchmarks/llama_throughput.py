@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import time
 from types import SimpleNamespace
 
 import torch
-from common import DTYPES, Side, add_timing_args, converted_peer, environment, interleaved, ratio, summary, timed_sides
+from common import DTYPES, Side, add_timing_args, converted_peer, interleaved, ratio, summary, timed_sides, start
 
 from uer.config import compose_config, resolve
 from uer.errors import UerError
@@ -179,10 +178,7 @@ def generation(args, uer_model, peer, m, device) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    print(environment(args.threads) + f", device {args.device}")
+    device = start(args)
     print(f"train step = forward, backward, uer.train.optim.build_optimizer (uer's optim config, every side), "
           f"zero_grad; warmup {args.warmup}, then {args.rounds} interleaved rounds x {args.steps} timed steps per "
           "side, median round\n")

@@ -22,12 +22,11 @@ Run: ``python benchmarks/rnn_cnn_throughput.py --preset lstm gatedcnn_9`` (see b
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 import torch
 import torch.nn.functional as F
-from common import Side, add_timing_args, environment, summary, timed_sides
+from common import Side, add_timing_args, summary, timed_sides, start
 from torch import nn
 
 from uer.config import compose_config, resolve
@@ -177,10 +176,7 @@ def run(preset: str, args, device) -> None:
 
 def main() -> None:
     args = parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    print(environment(args.threads) + f", device {args.device}")
+    device = start(args)
     print(f"step = forward (causal LM loss), backward, the optimizer uer.train.optim.build_optimizer makes from "
           f"uer's optim config (both sides), zero_grad; fp32; warmup {args.warmup}, then {args.rounds} interleaved "
           f"rounds x {args.steps} timed steps per side, median round\n")
